@@ -1,0 +1,29 @@
+# The two commands a new user needs (README): `make demo` and `make test`. Both do all setup.
+SHELL := /bin/bash
+PY := .venv/bin/python
+QCAM := target/release/qcam
+MODELS := artifacts/models
+# Pairs exported for the demo and the tests; resnet18 falls back to random weights offline.
+PAIRS ?= efficientnet_lite0,mobilenet_v2_qnnpack,resnet18
+
+.PHONY: setup models build demo test bench clean-runs
+setup:
+	@scripts/setup.sh
+
+models: setup
+	$(PY) exporter/export.py --out $(MODELS) --pairs $(PAIRS) --random-weights
+
+build: setup
+	cargo build --release
+
+demo: build models
+	$(QCAM) run jobs/demo.toml --overwrite
+
+test: build models
+	cargo test --release --workspace
+
+bench: build models
+	cargo bench --workspace
+
+clean-runs:
+	rm -rf runs
