@@ -1,0 +1,100 @@
+//! After inference, per image of a pair: EigenCAM for both variants (§3), their comparison (§4),
+//! WSOL (§6) and activation statistics (§7), assembled into the `images` and `pairs` rows. The
+//! numeric work lives in the step files; this one only sequences it.
+
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use crate::compare;
+use crate::eigencam::{self, EigenCam, SignPolicy};
+use crate::infer::{softmax, top_k, Inferred, Variant, VariantOut};
+use crate::stats::{self, QGrid};
+use crate::wsol;
+use crate::{ImageRow, PairRow};
+
+/// The job's knobs that change what is computed.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ExplainConfig {
+    pub sign: SignPolicy,
+    pub wsol_threshold: f32,
+    pub crop: usize,
+}
+
+/// Both variants' rows plus the pair row, for one image.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Explained {
+    pub images: [ImageRow; 2],
+    pub pair: PairRow,
+}
+
+fn cam_of(out: &VariantOut, cfg: &ExplainConfig) -> (EigenCam, f32) {
+    let [c, h, w] = out.act_shape;
+    let start = Instant::now();
+    let cam = eigencam::eigencam(&out.act, c, h, w, cfg.sign, cfg.crop);
+    (cam, start.elapsed().as_secs_f32() * 1e3)
+}
+
+/// The quantized variant's grid bins both variants (§7). A float-only pair (no qparams) falls back
+/// to a grid spanning the float activation's own range, so its statistics stay defined.
+fn grid_of(inf: &Inferred) -> QGrid {
+    if let Some(q) = inf.quantized.qparams {
+        return QGrid { scale: q.scale, zero_point: q.zero_point };
+    }
+    let (lo, hi) = inf.quantized.act.iter().fold((0f32, 0f32), |(lo, hi), &a| (lo.min(a), hi.max(a)));
+    let scale = ((hi - lo) / 255.0).max(f32::MIN_POSITIVE);
+    QGrid { scale, zero_point: (-lo / scale).round() as i32 }
+}
+
+pub fn explain(inf: &Inferred, cfg: &ExplainConfig) -> Explained {
+    let grid = grid_of(inf);
+    let (cam_f, ms_f) = cam_of(&inf.float, cfg);
+    let (cam_q, ms_q) = cam_of(&inf.quantized, cfg);
+    let [_, h, w] = inf.quantized.act_shape;
+    let flipped_q = compare::flipped_cam(&cam_q.p, h, w, cfg.crop);
+    let pair = PairRow {
+        image_id: inf.meta.image_id.clone(),
+        model: inf.model.clone(),
+        rmse: compare::rmse(&cam_q.cam, &cam_f.cam),
+        rmse_flipped: compare::rmse(&flipped_q, &cam_f.cam),
+        top1_agree: argmax(&inf.float.logits) == argmax(&inf.quantized.logits),
+    };
+    let row = |variant: Variant, cam: &EigenCam, cam_ms: f32| {
+        let out = inf.variant(variant);
+        let probs = softmax(&out.logits);
+        let top5 = top_k(&probs, 5);
+        let label = inf.meta.label;
+        let loc = wsol::localize(&cam.cam, cfg.crop, &inf.meta.boxes, cfg.wsol_threshold);
+        let st = stats::act_stats(&out.act, grid);
+        let [_, h, w] = out.act_shape;
+        ImageRow {
+            image_id: inf.meta.image_id.clone(),
+            shard: inf.meta.shard.clone(),
+            label,
+            model: inf.model.clone(),
+            variant: variant.as_str(),
+            top1_correct: top5.first().is_some_and(|t| t.0 as i32 == label),
+            top5_correct: top5.iter().any(|t| t.0 as i32 == label),
+            top5: top5.iter().map(|t| t.0 as i32).collect(),
+            top5_prob: top5.iter().map(|t| t.1).collect(),
+            cam_h: h as i32,
+            cam_w: w as i32,
+            cam: cam.cam_lo.clone(),
+            bbox: loc.bbox.to_array(),
+            iou: loc.iou,
+            iou_curve: loc.iou_curve,
+            act_mean: st.mean,
+            act_std: st.std,
+            act_sparsity: st.sparsity,
+            act_entropy: st.entropy,
+            act_hist: st.hist,
+            infer_ms: out.infer_ms,
+            cam_ms,
+        }
+    };
+    Explained { images: [row(Variant::Float, &cam_f, ms_f), row(Variant::Quantized, &cam_q, ms_q)], pair }
+}
+
+fn argmax(v: &[f32]) -> usize {
+    top_k(v, 1).first().map(|t| t.0).unwrap_or(0)
+}

@@ -1,0 +1,303 @@
+//! SPEC §5: the deletion and insertion metrics (RISE's `CausalMetric`, Petsiuk et al. 2018).
+//!
+//! Pixels are replaced in order of decreasing saliency, `step` at a time, and the model's
+//! probability of its own unperturbed prediction is recorded after each step. Deletion starts from
+//! the normalised input and replaces pixels with 0 (the mean colour after mean/std normalisation);
+//! insertion starts from a blurred copy and puts the original pixels back. The area under each curve
+//! (trapezoid on [0, 1]) is the score: low deletion AUC and high insertion AUC mean a faithful map.
+//!
+//! Everything here is a pure function over CHW `f32` slices (`3 × crop × crop`, one image); the
+//! model is injected as a closure so the crate stays free of libtorch.
+//!
+//! Relation to RISE's published `evaluation.py`: same substrates, same kernel (its `gkern(11, 5)` is
+//! the outer product of [`BLUR_TAPS`]), same "score, then replace the next `step` pixels" loop and
+//! the same AUC formula. Two differences, both deliberate:
+//! * RISE runs `n = ceil(crop² / step)` steps; the SPEC runs `steps`. They agree whenever
+//!   `ceil(crop² / ceil(crop² / steps)) == steps` (true for crop 224 with steps 100: step 502,
+//!   n = 100), see [`PerturbPlan::rise_steps`]. When they differ the SPEC repeats the all-replaced
+//!   image at its last points and divides by `steps`.
+//! * RISE orders pixels by `np.flip(np.argsort(cam))`, which leaves ties in an unspecified order
+//!   (reversed, for a stable sort); the SPEC breaks ties by ascending row-major index. EigenCAM maps
+//!   have large exact-zero regions, so this decides which background pixels go first.
+
+use std::ops::Range;
+
+use serde::{Deserialize, Serialize};
+
+use crate::infer::softmax;
+
+/// RISE's blur: `scipy.ndimage.gaussian_filter` (σ = 5, mode "reflect", truncate 4) of an 11×11
+/// delta, which is the outer product of these 1-D taps (the Gaussian's tails folded back into the
+/// window by the reflection, hence the flat profile). Symmetric, so correlation = convolution.
+#[allow(clippy::excessive_precision)] // digits as the SPEC prints them
+pub const BLUR_TAPS: [f32; 11] = [
+    0.08795814, 0.08889612, 0.09047420, 0.09219112, 0.09348939, 0.09398206, 0.09348939, 0.09219112, 0.09047420,
+    0.08889612, 0.08795814,
+];
+
+/// Channels of the images perturbed (RGB).
+pub const CHANNELS: usize = 3;
+
+/// Pixels (row-major indices into the crop×crop map) in order of decreasing saliency; equal values
+/// keep ascending index (a stable descending sort, what `np.argsort(-cam, kind="stable")` gives).
+/// NaN ranks after every number (numpy's argsort also puts NaN last), so a broken map never
+/// claims salience; -0.0 ties with 0.0 as in numpy rather than sorting below it as `total_cmp` would.
+pub fn pixel_order(cam: &[f32]) -> Vec<u32> {
+    assert!(cam.len() <= u32::MAX as usize, "cam has {} pixels, more than u32 indexes", cam.len());
+    let key = |v: f32| (v.is_nan(), v + 0.0); // + 0.0 turns -0.0 into 0.0
+    let mut order: Vec<u32> = (0..cam.len() as u32).collect();
+    order.sort_unstable_by(|&a, &b| {
+        let (na, va) = key(cam[a as usize]);
+        let (nb, vb) = key(cam[b as usize]);
+        na.cmp(&nb).then_with(|| if na { std::cmp::Ordering::Equal } else { vb.total_cmp(&va) }).then(a.cmp(&b))
+    });
+    order
+}
+
+/// RISE's insertion substrate: each channel of `x` (CHW, `3 × crop × crop`) convolved with the
+/// 11×11 kernel `BLUR_TAPS ⊗ BLUR_TAPS`, zero padding 5 (`F.conv2d(x, k, padding=5)` with a
+/// per-channel diagonal kernel). Done separably (rows, then columns) with f32 accumulation; the
+/// result agrees with torch's direct 2-D convolution to float rounding (~1e-7 on normalised input).
+pub fn blur(x: &[f32], crop: usize) -> Vec<f32> {
+    let n = crop * crop;
+    assert_eq!(x.len(), CHANNELS * n, "blur: input length {} is not 3·{crop}²", x.len());
+    const R: usize = BLUR_TAPS.len() / 2;
+    let mut rows = vec![0.0f32; x.len()];
+    let mut out = vec![0.0f32; x.len()];
+    for c in 0..CHANNELS {
+        let src = &x[c * n..(c + 1) * n];
+        let tmp = &mut rows[c * n..(c + 1) * n];
+        // Horizontal pass; out-of-range taps are simply skipped (= zero padding).
+        for y in 0..crop {
+            let s = &src[y * crop..(y + 1) * crop];
+            let t = &mut tmp[y * crop..(y + 1) * crop];
+            for (xo, o) in t.iter_mut().enumerate() {
+                let lo = xo.saturating_sub(R);
+                let hi = (xo + R + 1).min(crop);
+                let mut acc = 0.0f32;
+                for xi in lo..hi {
+                    acc += BLUR_TAPS[xi + R - xo] * s[xi];
+                }
+                *o = acc;
+            }
+        }
+        // Vertical pass, whole rows at a time so the inner loop is contiguous.
+        let dst = &mut out[c * n..(c + 1) * n];
+        for y in 0..crop {
+            let lo = y.saturating_sub(R);
+            let hi = (y + R + 1).min(crop);
+            let d = &mut dst[y * crop..(y + 1) * crop];
+            for yi in lo..hi {
+                let k = BLUR_TAPS[yi + R - y];
+                for (o, &t) in d.iter_mut().zip(&tmp[yi * crop..(yi + 1) * crop]) {
+                    *o += k * t;
+                }
+            }
+        }
+    }
+    out
+}
+
+/// How many pixels are replaced at each point of a curve.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PerturbPlan {
+    pub crop: usize,
+    /// Intervals of the curve; it has `steps + 1` points.
+    pub steps: usize,
+    /// Pixels replaced per interval: `ceil(crop² / steps)`.
+    pub step: usize,
+}
+
+impl PerturbPlan {
+    pub fn new(crop: usize, steps: usize) -> Self {
+        assert!(crop > 0 && steps > 0, "perturbation plan needs crop > 0 and steps > 0 (got {crop}, {steps})");
+        PerturbPlan { crop, steps, step: (crop * crop).div_ceil(steps) }
+    }
+
+    pub fn pixels(&self) -> usize {
+        self.crop * self.crop
+    }
+
+    /// Points on each curve, the unperturbed image included.
+    pub fn points(&self) -> usize {
+        self.steps + 1
+    }
+
+    /// Pixels replaced in the image scored at point `i`.
+    pub fn replaced_at(&self, i: usize) -> usize {
+        i.saturating_mul(self.step).min(self.pixels())
+    }
+
+    /// RISE's own step count for the same `step`, `ceil(crop² / step)`; equals `steps` unless
+    /// `steps` does not divide the image evenly enough (e.g. crop 4, steps 6: step 3, RISE 6 → ok;
+    /// crop 4, steps 7: step 3, RISE 6 ≠ 7).
+    pub fn rise_steps(&self) -> usize {
+        self.pixels().div_ceil(self.step)
+    }
+}
+
+/// Sets the given pixels of one CHW image to `fill`'s values (all channels), or to 0 without `fill`.
+fn patch(img: &mut [f32], fill: Option<&[f32]>, pixels: &[u32], n: usize) {
+    for c in 0..CHANNELS {
+        let plane = &mut img[c * n..(c + 1) * n];
+        match fill {
+            None => pixels.iter().for_each(|&k| plane[k as usize] = 0.0),
+            Some(f) => {
+                let src = &f[c * n..(c + 1) * n];
+                pixels.iter().for_each(|&k| plane[k as usize] = src[k as usize]);
+            }
+        }
+    }
+}
+
+/// Appends the images of points `points` to `out`: `start` with the first `replaced_at(i)` pixels
+/// of `order` taken from `fill` (0 without). Each image after the first is the previous one copied
+/// and patched with the next `step` pixels, so a batch costs one copy per image, not a rebuild.
+fn fill_points(
+    start: &[f32],
+    fill: Option<&[f32]>,
+    order: &[u32],
+    plan: &PerturbPlan,
+    points: Range<usize>,
+    out: &mut Vec<f32>,
+) {
+    let n = plan.pixels();
+    let len = CHANNELS * n;
+    assert_eq!(start.len(), len, "image length {} is not 3·{}²", start.len(), plan.crop);
+    assert!(fill.is_none_or(|f| f.len() == len), "substrate length differs from the image's");
+    assert_eq!(order.len(), n, "pixel order has {} entries for {n} pixels", order.len());
+    assert!(points.end <= plan.points(), "points {points:?} beyond the plan's {}", plan.points());
+    if points.is_empty() {
+        return;
+    }
+    out.reserve(points.len() * len);
+    let first = out.len();
+    out.extend_from_slice(start);
+    patch(&mut out[first..], fill, &order[..plan.replaced_at(points.start)], n);
+    for i in points.start + 1..points.end {
+        let prev = out.len() - len;
+        out.extend_from_within(prev..);
+        let new = &order[plan.replaced_at(i - 1)..plan.replaced_at(i)];
+        patch(&mut out[prev + len..], fill, new, n);
+    }
+}
+
+/// Deletion images for `points` (each `3 × crop × crop`), appended to `out`: `x` with the first
+/// `replaced_at(i)` pixels of `order` set to 0 in all channels.
+pub fn fill_deletion(x: &[f32], order: &[u32], plan: &PerturbPlan, points: Range<usize>, out: &mut Vec<f32>) {
+    fill_points(x, None, order, plan, points, out);
+}
+
+/// Insertion images for `points`, appended to `out`: `blurred` (= [`blur`]`(x)`) with the first
+/// `replaced_at(i)` pixels of `order` restored from `x`.
+pub fn fill_insertion(
+    x: &[f32],
+    blurred: &[f32],
+    order: &[u32],
+    plan: &PerturbPlan,
+    points: Range<usize>,
+    out: &mut Vec<f32>,
+) {
+    fill_points(blurred, Some(x), order, plan, points, out);
+}
+
+/// Trapezoid area of a curve of `steps + 1` equally spaced points on [0, 1]:
+/// `(Σ y − y₀/2 − y_last/2) / steps` (RISE's `auc`, whose divisor `len − 1` is the same number).
+pub fn auc(curve: &[f32], steps: usize) -> f32 {
+    assert!(steps > 0 && curve.len() == steps + 1, "auc: {} points for {steps} steps", curve.len());
+    let sum: f64 = curve.iter().map(|&y| y as f64).sum();
+    ((sum - curve[0] as f64 / 2.0 - curve[steps] as f64 / 2.0) / steps as f64) as f32
+}
+
+/// Both curves of one image under one variant, and their areas.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Causal {
+    pub deletion: Vec<f32>,
+    pub insertion: Vec<f32>,
+    pub deletion_auc: f32,
+    pub insertion_auc: f32,
+}
+
+/// Runs deletion and insertion for one image `x` (normalised CHW, `3 × crop × crop`) under the map
+/// `cam` (crop×crop), scoring class `target` (the variant's prediction on the unperturbed `x`).
+///
+/// `forward(pixels, n)` gets `n ≤ batch` consecutive images and must return their **logits**,
+/// `n × classes` row-major; the score is the softmax probability of `target`. The `2·(steps + 1)`
+/// images go out in order, deletion points first then insertion points, packed into full batches
+/// (a batch may hold the tail of deletion and the head of insertion), so `forward` runs
+/// `ceil(2·(steps + 1) / batch)` times.
+pub fn causal_curves<F: FnMut(&[f32], usize) -> Result<Vec<f32>, String>>(
+    x: &[f32],
+    cam: &[f32],
+    crop: usize,
+    steps: usize,
+    batch: usize,
+    target: usize,
+    mut forward: F,
+) -> Result<Causal, String> {
+    if batch == 0 {
+        return Err("causal_curves: batch must be at least 1".into());
+    }
+    if x.len() != CHANNELS * crop * crop || cam.len() != crop * crop {
+        return Err(format!("causal_curves: image {} / cam {} values for crop {crop}", x.len(), cam.len()));
+    }
+    let plan = PerturbPlan::new(crop, steps);
+    let order = pixel_order(cam);
+    let blurred = blur(x, crop);
+    let points = plan.points();
+    let total = 2 * points;
+    let mut scores = Vec::with_capacity(total);
+    let mut buf = Vec::with_capacity(batch.min(total) * x.len());
+    let mut at = 0;
+    while at < total {
+        let end = (at + batch).min(total);
+        buf.clear();
+        // Global index j < points is deletion point j, otherwise insertion point j − points.
+        fill_deletion(x, &order, &plan, at.min(points)..end.min(points), &mut buf);
+        fill_insertion(x, &blurred, &order, &plan, at.max(points) - points..end.max(points) - points, &mut buf);
+        let n = end - at;
+        let logits = forward(&buf, n)?;
+        if logits.is_empty() || logits.len() % n != 0 {
+            return Err(format!("forward returned {} logits for {n} images", logits.len()));
+        }
+        let classes = logits.len() / n;
+        if target >= classes {
+            return Err(format!("target class {target} out of range for {classes} classes"));
+        }
+        scores.extend(logits.chunks_exact(classes).map(|row| softmax(row)[target]));
+        at = end;
+    }
+    let insertion = scores.split_off(points);
+    let deletion = scores;
+    Ok(Causal {
+        deletion_auc: auc(&deletion, steps),
+        insertion_auc: auc(&insertion, steps),
+        deletion,
+        insertion,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blur_taps_sum_to_one() {
+        // A normalised kernel: blurring a constant image leaves the interior unchanged.
+        let s: f64 = BLUR_TAPS.iter().map(|&t| t as f64).sum();
+        assert!((s - 1.0).abs() < 1e-7, "taps sum to {s}");
+    }
+
+    #[test]
+    fn fill_points_continues_from_a_later_start() {
+        // Starting a range at point 2 must equal the third image of a range starting at 0.
+        let plan = PerturbPlan::new(4, 3);
+        let x: Vec<f32> = (0..48).map(|v| v as f32 + 1.0).collect();
+        let order = pixel_order(&(0..16).map(|v| ((v * 7) % 16) as f32).collect::<Vec<_>>());
+        let (mut all, mut tail) = (Vec::new(), Vec::new());
+        fill_deletion(&x, &order, &plan, 0..4, &mut all);
+        fill_deletion(&x, &order, &plan, 2..4, &mut tail);
+        assert_eq!(&all[96..], &tail[..]);
+        assert_eq!(tail.iter().filter(|&&v| v == 0.0).count(), 3 * (12 + 16));
+    }
+}

@@ -1,0 +1,493 @@
+//! Weakly-supervised object localization from a CAM (SPEC §6): threshold the 8-bit map, take
+//! 8-connected components, box them, and score boxes against ground truth with IoU
+//! (wsolevaluation's MaxBoxAccV2 protocol, but with connected components instead of contours and
+//! inclusive box corners throughout).
+
+use serde::{Deserialize, Serialize};
+
+use crate::types::BoxXyxy;
+
+/// Thresholds of the IoU curve: τ = j/100, j = 0..99.
+pub const CURVE_LEN: usize = 100;
+/// The IoU thresholds δ that MaxBoxAccV2 averages over.
+pub const IOU_DELTAS: [f32; 3] = [0.3, 0.5, 0.7];
+/// IoU needed for a correct localization in top-1 loc.
+pub const TOP1_LOC_IOU: f32 = 0.5;
+
+/// `g = floor(255 · cam)` as uint8 (wsolevaluation's `(scoremap * 255).astype(np.uint8)`); the
+/// product is taken in f32 as numpy does for a float32 map, and saturates outside [0, 1].
+pub fn to_levels_floor(cam: &[f32]) -> Vec<u8> {
+    cam.iter().map(|&x| (255.0f32 * x).floor().clamp(0.0, 255.0) as u8).collect()
+}
+
+/// The cut `floor(τ · max_g)`: the mask is `g > cut`.
+///
+/// The small slack absorbs the representation error of decimal thresholds: 0.7 as f32 is
+/// 0.69999999, so `0.7f32 · 100` would floor to 69 instead of 70. Thresholds with more than four
+/// decimals that land within 1e-4 below an integer are therefore rounded up (none are used).
+pub fn cut_level(tau: f64, max_g: u8) -> u8 {
+    (tau * max_g as f64 + 1e-4).floor().clamp(0.0, 255.0) as u8
+}
+
+/// The cut of curve point j (τ = j/100) in exact integer arithmetic; equals `cut_level(j/100, m)`.
+fn curve_cut(j: usize, max_g: u8) -> u8 {
+    (j * max_g as usize / 100) as u8
+}
+
+/// One 8-connected component of a thresholded map.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Component {
+    pub pixels: u32,
+    /// Inclusive corners; x is the column, y the row.
+    pub bbox: BoxXyxy,
+}
+
+/// 8-connected components of a row-major `width × height` mask, in the order a row-major scan
+/// first meets them (the usual labelling order, and what ties in size are broken by).
+pub fn components_of_mask(mask: &[bool], width: usize, height: usize) -> Vec<Component> {
+    assert_eq!(mask.len(), width * height, "mask length {} is not {}×{}", mask.len(), width, height);
+    let mut seen = vec![false; mask.len()];
+    let mut stack = Vec::new();
+    let mut out = Vec::new();
+    for start in 0..mask.len() {
+        if !mask[start] || seen[start] {
+            continue;
+        }
+        seen[start] = true;
+        stack.push(start);
+        let (mut n, mut bx) = (0u32, BoxXyxy::new(i32::MAX, i32::MAX, i32::MIN, i32::MIN));
+        while let Some(i) = stack.pop() {
+            let (x, y) = ((i % width) as i32, (i / width) as i32);
+            n += 1;
+            bx = BoxXyxy::new(bx.x0.min(x), bx.y0.min(y), bx.x1.max(x), bx.y1.max(y));
+            for dy in -1..=1 {
+                for dx in -1..=1 {
+                    let (nx, ny) = (x + dx, y + dy);
+                    if nx < 0 || ny < 0 || nx >= width as i32 || ny >= height as i32 {
+                        continue;
+                    }
+                    let j = ny as usize * width + nx as usize;
+                    if mask[j] && !seen[j] {
+                        seen[j] = true;
+                        stack.push(j);
+                    }
+                }
+            }
+        }
+        out.push(Component { pixels: n, bbox: bx });
+    }
+    out
+}
+
+/// Components of `g > floor(τ · max g)` for a `size × size` CAM in [0, 1].
+pub fn components(cam: &[f32], size: usize, tau: f32) -> Vec<Component> {
+    let g = to_levels_floor(cam);
+    let cut = cut_level(tau as f64, g.iter().copied().max().unwrap_or(0));
+    let mask: Vec<bool> = g.iter().map(|&v| v > cut).collect();
+    components_of_mask(&mask, size, size)
+}
+
+/// The largest component by pixel count; among equal sizes the first in row-major scan order.
+pub fn largest(components: &[Component]) -> Option<Component> {
+    // Only a strictly larger component replaces the current best, so ties keep the earliest.
+    components.iter().fold(None, |best: Option<Component>, c| match best {
+        Some(b) if b.pixels >= c.pixels => Some(b),
+        _ => Some(*c),
+    })
+}
+
+/// Intersection over union with inclusive corners: area = (x1 − x0 + 1)(y1 − y0 + 1).
+pub fn iou(a: BoxXyxy, b: BoxXyxy) -> f32 {
+    let area = |r: BoxXyxy| ((r.x1 - r.x0 + 1).max(0) as i64) * ((r.y1 - r.y0 + 1).max(0) as i64);
+    let iw = (a.x1.min(b.x1) - a.x0.max(b.x0) + 1).max(0) as i64;
+    let ih = (a.y1.min(b.y1) - a.y0.max(b.y0) + 1).max(0) as i64;
+    let inter = iw * ih;
+    let union = area(a) + area(b) - inter;
+    if union <= 0 {
+        return 0.0;
+    }
+    (inter as f64 / union as f64) as f32
+}
+
+/// Best IoU of one box against any ground-truth box (0 when there are none).
+pub fn max_iou(b: BoxXyxy, gt: &[BoxXyxy]) -> f32 {
+    gt.iter().map(|&t| iou(b, t)).fold(0.0, f32::max)
+}
+
+/// One CAM's localization result.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Localization {
+    /// Largest component's box at τ = `threshold`; `BoxXyxy::EMPTY` when the mask is empty.
+    pub bbox: BoxXyxy,
+    /// Its max IoU over the ground truth; 0 when there is no component or no ground truth (the
+    /// empty box is *not* scored as the 1×1 box at the origin).
+    pub iou: f32,
+    /// `iou_curve[j]` at τ = j/100: max IoU over all components × all ground-truth boxes; all zero
+    /// without ground truth.
+    pub iou_curve: Vec<f32>,
+}
+
+/// Localize a `size × size` CAM in [0, 1] against ground-truth boxes in the same frame.
+pub fn localize(cam: &[f32], size: usize, gt: &[BoxXyxy], threshold: f32) -> Localization {
+    assert_eq!(cam.len(), size * size, "cam length {} is not {}²", cam.len(), size);
+    let g = to_levels_floor(cam);
+    let max_g = g.iter().copied().max().unwrap_or(0);
+
+    let cut = cut_level(threshold as f64, max_g);
+    let mask: Vec<bool> = g.iter().map(|&v| v > cut).collect();
+    let (bbox, box_iou) = match largest(&components_of_mask(&mask, size, size)) {
+        Some(c) => (c.bbox, max_iou(c.bbox, gt)),
+        None => (BoxXyxy::EMPTY, 0.0),
+    };
+
+    let iou_curve = if gt.is_empty() || max_g == 0 { vec![0.0; CURVE_LEN] } else { iou_curve(&g, size, max_g, gt) };
+    Localization { bbox, iou: box_iou, iou_curve }
+}
+
+/// All 100 curve points in one sweep. Masks at decreasing cuts are nested, so instead of labelling
+/// 100 masks we add pixels level by level (255 down to 1) to a union-find that keeps each
+/// component's box, and score the live components whenever the cut of some τ is reached.
+fn iou_curve(g: &[u8], size: usize, max_g: u8, gt: &[BoxXyxy]) -> Vec<f32> {
+    let n = g.len();
+    // Which cuts the curve needs, and the score at each (filled during the sweep).
+    let mut needed = [false; 256];
+    for j in 0..CURVE_LEN {
+        needed[curve_cut(j, max_g) as usize] = true;
+    }
+    let mut score_at = [0.0f32; 256];
+
+    // Pixels bucketed by level (counting sort).
+    let mut start = [0usize; 257];
+    for &v in g {
+        start[v as usize + 1] += 1;
+    }
+    for l in 0..256 {
+        start[l + 1] += start[l];
+    }
+    let mut order = vec![0u32; n];
+    let mut fill = start;
+    for (i, &v) in g.iter().enumerate() {
+        order[fill[v as usize]] = i as u32;
+        fill[v as usize] += 1;
+    }
+
+    let mut uf = BoxUnionFind::new(n, size);
+    for cut in (0..max_g as usize).rev() {
+        // State after this level's additions = the mask g > cut.
+        let level = cut + 1;
+        for &i in &order[start[level]..start[level + 1]] {
+            uf.activate(i as usize);
+        }
+        if needed[cut] {
+            score_at[cut] = uf.live.iter().map(|&r| max_iou(uf.bbox[r as usize], gt)).fold(0.0, f32::max);
+        }
+    }
+    // Cuts ≥ max_g leave an empty mask: score 0 (already).
+    (0..CURVE_LEN).map(|j| score_at[curve_cut(j, max_g) as usize]).collect()
+}
+
+/// Union-find over pixels that tracks each root's bounding box and the set of live roots.
+struct BoxUnionFind {
+    size: usize,
+    parent: Vec<u32>,
+    rank: Vec<u32>,
+    active: Vec<bool>,
+    bbox: Vec<BoxXyxy>,
+    /// Current roots, and each root's position in `live` (for O(1) removal).
+    live: Vec<u32>,
+    pos: Vec<u32>,
+}
+
+impl BoxUnionFind {
+    fn new(n: usize, size: usize) -> Self {
+        BoxUnionFind {
+            size,
+            parent: (0..n as u32).collect(),
+            rank: vec![0; n],
+            active: vec![false; n],
+            bbox: vec![BoxXyxy::EMPTY; n],
+            live: Vec::new(),
+            pos: vec![0; n],
+        }
+    }
+
+    fn find(&mut self, mut i: usize) -> usize {
+        while self.parent[i] as usize != i {
+            let gp = self.parent[self.parent[i] as usize];
+            self.parent[i] = gp; // path halving
+            i = gp as usize;
+        }
+        i
+    }
+
+    fn activate(&mut self, i: usize) {
+        let (x, y) = ((i % self.size) as i32, (i / self.size) as i32);
+        self.active[i] = true;
+        self.bbox[i] = BoxXyxy::new(x, y, x, y);
+        self.pos[i] = self.live.len() as u32;
+        self.live.push(i as u32);
+        for dy in -1..=1i32 {
+            for dx in -1..=1i32 {
+                let (nx, ny) = (x + dx, y + dy);
+                if (dx, dy) == (0, 0) || nx < 0 || ny < 0 || nx >= self.size as i32 || ny >= self.size as i32 {
+                    continue;
+                }
+                let j = ny as usize * self.size + nx as usize;
+                if self.active[j] {
+                    self.union(i, j);
+                }
+            }
+        }
+    }
+
+    fn union(&mut self, a: usize, b: usize) {
+        let (mut ra, mut rb) = (self.find(a), self.find(b));
+        if ra == rb {
+            return;
+        }
+        if self.rank[ra] < self.rank[rb] {
+            std::mem::swap(&mut ra, &mut rb);
+        }
+        // rb joins ra.
+        self.parent[rb] = ra as u32;
+        if self.rank[ra] == self.rank[rb] {
+            self.rank[ra] += 1;
+        }
+        let (p, q) = (self.bbox[ra], self.bbox[rb]);
+        self.bbox[ra] = BoxXyxy::new(p.x0.min(q.x0), p.y0.min(q.y0), p.x1.max(q.x1), p.y1.max(q.y1));
+        let k = self.pos[rb] as usize;
+        self.live.swap_remove(k);
+        if k < self.live.len() {
+            self.pos[self.live[k] as usize] = k as u32;
+        }
+    }
+}
+
+/// Running counts for MaxBoxAccV2; mergeable, so partial results can be combined.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BoxAccCounts {
+    pub images: u64,
+    /// `hits[j][k]`: images with `iou_curve[j] ≥ IOU_DELTAS[k]`.
+    pub hits: Vec<[u64; 3]>,
+}
+
+impl Default for BoxAccCounts {
+    fn default() -> Self {
+        BoxAccCounts { images: 0, hits: vec![[0; 3]; CURVE_LEN] }
+    }
+}
+
+impl BoxAccCounts {
+    pub fn add(&mut self, iou_curve: &[f32]) {
+        assert_eq!(iou_curve.len(), CURVE_LEN, "an IoU curve has {} points", CURVE_LEN);
+        self.images += 1;
+        for (h, &v) in self.hits.iter_mut().zip(iou_curve) {
+            for (k, &d) in IOU_DELTAS.iter().enumerate() {
+                // f32 against f32 δ: an IoU of exactly 7/10 rounds to the same f32 as 0.7 and counts.
+                if v >= d {
+                    h[k] += 1;
+                }
+            }
+        }
+    }
+
+    pub fn merge(&mut self, other: &BoxAccCounts) {
+        self.images += other.images;
+        for (h, o) in self.hits.iter_mut().zip(&other.hits) {
+            for k in 0..3 {
+                h[k] += o[k];
+            }
+        }
+    }
+
+    /// Per δ, the best over τ of the fraction of images localized at IoU ≥ δ (0 without images).
+    pub fn box_acc(&self) -> [f32; 3] {
+        let mut out = [0.0f32; 3];
+        if self.images == 0 {
+            return out;
+        }
+        for (k, o) in out.iter_mut().enumerate() {
+            let best = self.hits.iter().map(|h| h[k]).max().unwrap_or(0);
+            *o = (best as f64 / self.images as f64) as f32;
+        }
+        out
+    }
+
+    /// Mean of `box_acc` over δ ∈ {0.3, 0.5, 0.7}, as a fraction (wsolevaluation reports percent).
+    pub fn max_box_acc_v2(&self) -> f32 {
+        let b = self.box_acc();
+        ((b[0] as f64 + b[1] as f64 + b[2] as f64) / 3.0) as f32
+    }
+}
+
+/// MaxBoxAccV2 of a set of IoU curves (fraction in [0, 1]; 0 for an empty set).
+pub fn max_box_acc_v2(iou_curves: &[Vec<f32>]) -> f32 {
+    let mut acc = BoxAccCounts::default();
+    for c in iou_curves {
+        acc.add(c);
+    }
+    acc.max_box_acc_v2()
+}
+
+/// Top-1 localization: the class is right and the box at `wsol.threshold` has IoU ≥ 0.5.
+pub fn top1_loc(top1_correct: bool, iou: f32) -> bool {
+    top1_correct && iou >= TOP1_LOC_IOU
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mask_from(rows: &[&str]) -> (Vec<bool>, usize, usize) {
+        let h = rows.len();
+        let w = rows[0].len();
+        (rows.iter().flat_map(|r| r.bytes().map(|b| b == b'#')).collect(), w, h)
+    }
+
+    #[test]
+    fn eight_connectivity_joins_diagonals() {
+        let (m, w, h) = mask_from(&[
+            "#....", //
+            ".#...",
+            "..#..",
+            ".....",
+            "...##",
+        ]);
+        let c = components_of_mask(&m, w, h);
+        assert_eq!(
+            c,
+            vec![
+                Component { pixels: 3, bbox: BoxXyxy::new(0, 0, 2, 2) },
+                Component { pixels: 2, bbox: BoxXyxy::new(3, 4, 4, 4) },
+            ]
+        );
+        // An anti-diagonal (top-right to bottom-left) joins too, and a U shape is one component.
+        let (m, w, h) = mask_from(&["..#", ".#.", "#..", "#.#", "###"]);
+        assert_eq!(components_of_mask(&m, w, h), vec![Component { pixels: 8, bbox: BoxXyxy::new(0, 0, 2, 4) }]);
+    }
+
+    #[test]
+    fn ties_pick_first_in_scan_order() {
+        let (m, w, h) = mask_from(&[
+            "...##", // B: 2 px, met first
+            "##...", // A: 4 px, met before C
+            "##...",
+            "...##", // C: 4 px, ties with A and loses
+            "...##",
+        ]);
+        let c = components_of_mask(&m, w, h);
+        assert_eq!(c.iter().map(|c| c.pixels).collect::<Vec<_>>(), vec![2, 4, 4]);
+        assert_eq!(largest(&c).unwrap().bbox, BoxXyxy::new(0, 1, 1, 2));
+        assert_eq!(largest(&[]), None);
+    }
+
+    #[test]
+    fn iou_inclusive_hand_computed() {
+        // 3×3 boxes overlapping in a 2×2 block: 4 / (9 + 9 − 4).
+        assert_eq!(iou(BoxXyxy::new(0, 0, 2, 2), BoxXyxy::new(1, 1, 3, 3)), 4.0 / 14.0);
+        // Same single pixel: 1.
+        assert_eq!(iou(BoxXyxy::new(5, 5, 5, 5), BoxXyxy::new(5, 5, 5, 5)), 1.0);
+        // Touching edges share a column under the inclusive convention: 1·3 / (6 + 6 − 3).
+        assert_eq!(iou(BoxXyxy::new(0, 0, 1, 2), BoxXyxy::new(1, 0, 2, 2)), 3.0 / 9.0);
+        // Disjoint.
+        assert_eq!(iou(BoxXyxy::new(0, 0, 1, 1), BoxXyxy::new(2, 2, 3, 3)), 0.0);
+        // Containment: 2×2 inside 4×4.
+        assert_eq!(iou(BoxXyxy::new(1, 1, 2, 2), BoxXyxy::new(0, 0, 3, 3)), 4.0 / 16.0);
+        assert_eq!(max_iou(BoxXyxy::new(0, 0, 2, 2), &[]), 0.0);
+    }
+
+    #[test]
+    fn levels_and_cuts() {
+        assert_eq!(to_levels_floor(&[0.0, 1.0, 0.5, 0.999, 1.5, -0.2]), vec![0, 255, 127, 254, 255, 0]);
+        assert_eq!(cut_level(0.2, 255), 51);
+        assert_eq!(cut_level(0.7f32 as f64, 100), 70); // 0.7f32 = 0.69999999
+        assert_eq!(cut_level(0.29, 100), 29); // 0.29 · 100 = 28.999999999999996 in f64
+        for m in 0..=255u8 {
+            for j in 0..CURVE_LEN {
+                assert_eq!(curve_cut(j, m), cut_level(j as f64 / 100.0, m), "j={j} m={m}");
+            }
+        }
+    }
+
+    /// A 6×6 map with three levels; the masks at each cut are worked out by hand.
+    #[test]
+    fn localize_hand_case() {
+        // g levels (after floor(255·cam)):
+        //   255 block at rows 0–1, cols 0–1; 100 block at rows 4–5, cols 3–5 (6 px);
+        //   50 pixel at (row 2, col 2), diagonal to the 255 block.
+        let mut cam = vec![0.0f32; 36];
+        for (r, c) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
+            cam[r * 6 + c] = 1.0;
+        }
+        for r in 4..6 {
+            for c in 3..6 {
+                cam[r * 6 + c] = 100.5 / 255.0;
+            }
+        }
+        cam[2 * 6 + 2] = 50.5 / 255.0;
+        let g = to_levels_floor(&cam);
+        assert_eq!((g[0], g[4 * 6 + 3], g[14]), (255, 100, 50));
+
+        let gt = [BoxXyxy::new(0, 0, 2, 2), BoxXyxy::new(3, 4, 5, 5)];
+        // τ = 0.2: cut 51 → the 2×2 block (4 px) and the 6-px block; the larger is the 6-px one.
+        let loc = localize(&cam, 6, &gt, 0.2);
+        assert_eq!(loc.bbox, BoxXyxy::new(3, 4, 5, 5));
+        assert_eq!(loc.iou, 1.0);
+        // Curve: cut(j) = floor(2.55 j).
+        //  cut < 50 (j ≤ 19): 255-block + the 50 pixel form a 5-px component box (0,0,2,2) → IoU 1
+        //  with gt[0]; the 6-px block also scores 1. → 1.
+        //  50 ≤ cut < 100 (j 20..=39): 2×2 block box (0,0,1,1) → 4/9; 6-px block → 1. → 1.
+        //  100 ≤ cut < 255 (j ≥ 40): only the 2×2 block → 4/9.
+        for j in 0..CURVE_LEN {
+            let want = if j < 40 { 1.0 } else { 4.0 / 9.0 };
+            assert_eq!(loc.iou_curve[j], want, "j={j}");
+        }
+        // Only gt[0]: j ≤ 19 → 1 (the joined component), then 4/9.
+        let loc = localize(&cam, 6, &gt[..1], 0.2);
+        assert_eq!(loc.iou, 0.0); // the 6-px box misses gt[0]
+        for j in 0..CURVE_LEN {
+            assert_eq!(loc.iou_curve[j], if j < 20 { 1.0 } else { 4.0 / 9.0 }, "j={j}");
+        }
+        // No ground truth: the box is still found, IoU and curve are zero.
+        let loc = localize(&cam, 6, &[], 0.2);
+        assert_eq!((loc.bbox, loc.iou), (BoxXyxy::new(3, 4, 5, 5), 0.0));
+        assert_eq!(loc.iou_curve, vec![0.0; CURVE_LEN]);
+    }
+
+    #[test]
+    fn all_zero_map_has_no_box() {
+        let gt = [BoxXyxy::new(0, 0, 0, 0)]; // would score 1 if the empty box were taken literally
+        let loc = localize(&[0.0; 16], 4, &gt, 0.2);
+        assert_eq!((loc.bbox, loc.iou), (BoxXyxy::EMPTY, 0.0));
+        assert_eq!(loc.iou_curve, vec![0.0; CURVE_LEN]);
+        assert!(components(&[0.0; 16], 4, 0.0).is_empty());
+        // Levels below 1/255 floor to 0 too.
+        assert_eq!(localize(&[0.003; 16], 4, &gt, 0.2).iou_curve, vec![0.0; CURVE_LEN]);
+    }
+
+    #[test]
+    fn max_box_acc_v2_hand_computed() {
+        // Three images; curves piecewise constant.
+        // img0: 0.8 for j < 50, then 0.4.   img1: 0.6 everywhere.   img2: 0.2 for j < 10, then 0.55.
+        let c0: Vec<f32> = (0..100).map(|j| if j < 50 { 0.8 } else { 0.4 }).collect();
+        let c1 = vec![0.6f32; 100];
+        let c2: Vec<f32> = (0..100).map(|j| if j < 10 { 0.2 } else { 0.55 }).collect();
+        // δ=0.3: j ≥ 10 all three → 1.   δ=0.5: 10 ≤ j < 50 all three → 1.
+        // δ=0.7: only img0 for j < 50 → 1/3.   Mean = (1 + 1 + 1/3)/3 = 7/9.
+        let curves = vec![c0, c1, c2];
+        assert!((max_box_acc_v2(&curves) - 7.0 / 9.0).abs() < 1e-6);
+        let mut a = BoxAccCounts::default();
+        a.add(&curves[0]);
+        let mut b = BoxAccCounts::default();
+        b.add(&curves[1]);
+        b.add(&curves[2]);
+        a.merge(&b);
+        assert_eq!(a.box_acc(), [1.0, 1.0, 1.0 / 3.0]);
+        // Exactly δ counts (≥): an IoU of 7/10 computed as f64 then f32.
+        let mut e = BoxAccCounts::default();
+        e.add(&vec![(7.0f64 / 10.0) as f32; 100]);
+        assert_eq!(e.box_acc(), [1.0, 1.0, 1.0]);
+        assert_eq!(max_box_acc_v2(&[]), 0.0);
+        assert!(top1_loc(true, 0.5) && !top1_loc(false, 0.9) && !top1_loc(true, 0.49));
+    }
+}
