@@ -1,0 +1,114 @@
+//! The `qcam` command line. Thin: each subcommand parses its flags and calls one library function.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::run::{ClusterOptions, RunOptions};
+
+#[derive(Parser)]
+#[command(name = "qcam", version, about = "Quantization-aware EigenCAM evaluation of float vs int8 CNNs")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a job file: decode → dual inference → EigenCAM → compare → WSOL → stats → Parquet.
+    Run {
+        /// The job file (jobs/*.toml).
+        job: PathBuf,
+        /// Data folder (overrides the job's data.path).
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Output folder (overrides the job's output.dir).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Exported model pairs folder (overrides the job's models.dir).
+        #[arg(long)]
+        models: Option<PathBuf>,
+        /// Worker threads per process (overrides the job's run.workers).
+        #[arg(short = 'w', long)]
+        workers: Option<usize>,
+        /// Replace an existing output folder.
+        #[arg(long)]
+        overwrite: bool,
+        /// This process's index in a multi-process run.
+        #[arg(short = 'p', long, requires = "hostfile")]
+        process: Option<usize>,
+        /// Hostfile: one `host:port` per line, one line per process.
+        #[arg(long = "hostfile")]
+        hostfile: Option<PathBuf>,
+    },
+    /// Start N processes of one command on loopback, as one timely cluster, and wait for them all:
+    /// `qcam spawn -n 2 -- run jobs/demo.toml`.
+    Spawn {
+        /// Number of processes.
+        #[arg(short = 'n', long, default_value_t = 2)]
+        processes: usize,
+        /// The qcam command each process runs (it gets `--process i --hostfile FILE` appended).
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+    /// Print the report of a finished run.
+    Report {
+        run_dir: PathBuf,
+    },
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match dispatch(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("qcam: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn dispatch(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Run { job, data, out, models, workers, overwrite, process, hostfile } => {
+            let cluster = match hostfile {
+                Some(h) => Some(ClusterOptions { process: process.unwrap_or(0), addresses: read_hostfile(&h)? }),
+                None => None,
+            };
+            let clustered = cluster.is_some();
+            let opts = RunOptions { data, out, models_dir: models, workers, overwrite, cluster };
+            let out_dir = crate::run::run(&job, &opts)?;
+            // In a cluster the other processes may still be writing; whoever launched them reports.
+            if !clustered {
+                println!("{}", crate::report::report(&out_dir)?);
+            }
+            Ok(())
+        }
+        Command::Spawn { processes, command } => {
+            let out_dir = crate::spawn::spawn_local(processes, &command)?;
+            if let Some(dir) = out_dir {
+                println!("{}", crate::report::report(&dir)?);
+            }
+            Ok(())
+        }
+        Command::Report { run_dir } => {
+            println!("{}", crate::report::report(&run_dir)?);
+            Ok(())
+        }
+    }
+}
+
+fn read_hostfile(path: &std::path::Path) -> anyhow::Result<Vec<String>> {
+    let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let hosts: Vec<String> = text
+        .lines()
+        .map(|l| l.split('#').next().unwrap_or("").trim())
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect();
+    if hosts.is_empty() {
+        anyhow::bail!("{}: no host:port lines", path.display());
+    }
+    Ok(hosts)
+}

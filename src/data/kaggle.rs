@@ -1,0 +1,99 @@
+//! Kaggle "ImageNet Object Localization Challenge" layout:
+//! `LOC_val_solution.csv`, `LOC_synset_mapping.txt`, `ILSVRC/Data/CLS-LOC/val/*.JPEG`,
+//! `ILSVRC/Annotations/CLS-LOC/val/*.xml`. The CSV is preferred; the XMLs are the fallback.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use operators::BoxXyxy;
+
+use super::{list_images, voc, DataError, Entry, Synsets};
+
+const SOLUTION: &str = "LOC_val_solution.csv";
+const MAPPING: &str = "LOC_synset_mapping.txt";
+
+fn images_dir(root: &Path) -> PathBuf {
+    root.join("ILSVRC/Data/CLS-LOC/val")
+}
+
+fn annotations_dir(root: &Path) -> PathBuf {
+    root.join("ILSVRC/Annotations/CLS-LOC/val")
+}
+
+pub fn looks_like(root: &Path) -> bool {
+    images_dir(root).is_dir()
+}
+
+type Labels = HashMap<String, Result<(String, Vec<BoxXyxy>), String>>;
+
+pub fn list(root: &Path) -> Result<Vec<Entry>, DataError> {
+    let synsets = if root.join(MAPPING).is_file() { Synsets::from_mapping_file(&root.join(MAPPING))? } else { Synsets::imagenet() };
+    let csv_path = root.join(SOLUTION);
+    let labels = if csv_path.is_file() { read_solution(&csv_path)? } else { HashMap::new() };
+    let ann_dir = annotations_dir(root);
+    let images = list_images(&images_dir(root))?;
+    Ok(images
+        .into_iter()
+        .map(|(image_id, path)| {
+            let annotation = match labels.get(&image_id) {
+                Some(found) => found.clone(),
+                None => read_xml(&ann_dir.join(format!("{image_id}.xml")), csv_path.is_file()),
+            };
+            super::entry(image_id, path, annotation, &synsets)
+        })
+        .collect())
+}
+
+fn read_xml(path: &Path, had_csv: bool) -> Result<(String, Vec<BoxXyxy>), String> {
+    match std::fs::read_to_string(path) {
+        Ok(xml) => voc::parse(&xml).map_err(|e| format!("{}: {e}", path.display())),
+        Err(_) if had_csv => Err(format!("no label: not in {SOLUTION} and no {}", path.display())),
+        Err(_) => Err(format!("no label: {} is missing", path.display())),
+    }
+}
+
+/// `ImageId,PredictionString` with `wnid x0 y0 x1 y1` repeated per box.
+fn read_solution(path: &Path) -> Result<Labels, DataError> {
+    let mut reader = csv::Reader::from_path(path).map_err(|e| DataError::Layout { path: path.into(), message: e.to_string() })?;
+    let mut out = HashMap::new();
+    for (line, record) in reader.records().enumerate() {
+        let record = record.map_err(|e| DataError::Layout { path: path.into(), message: e.to_string() })?;
+        let (Some(id), Some(pred)) = (record.get(0), record.get(1)) else {
+            return Err(DataError::Layout { path: path.into(), message: format!("line {}: expected ImageId,PredictionString", line + 2) });
+        };
+        out.insert(id.to_string(), parse_prediction(pred));
+    }
+    Ok(out)
+}
+
+fn parse_prediction(pred: &str) -> Result<(String, Vec<BoxXyxy>), String> {
+    let tokens: Vec<&str> = pred.split_whitespace().collect();
+    if tokens.is_empty() || tokens.len() % 5 != 0 {
+        return Err(format!("PredictionString `{pred}` is not `wnid x0 y0 x1 y1` repeated"));
+    }
+    let wnid = tokens[0];
+    let mut boxes = Vec::new();
+    for group in tokens.chunks(5) {
+        if group[0] != wnid {
+            return Err(format!("PredictionString names two classes, {wnid} and {}", group[0]));
+        }
+        let c: Result<Vec<i32>, _> = group[1..].iter().map(|t| t.parse::<f64>().map(|v| v as i32)).collect();
+        let c = c.map_err(|_| format!("PredictionString `{pred}` has a non-numeric coordinate"))?;
+        boxes.push(BoxXyxy::new(c[0], c[1], c[2], c[3]));
+    }
+    Ok((wnid.to_string(), boxes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prediction_string_with_two_boxes() {
+        let (w, b) = parse_prediction("n01751748 111 108 441 193 n01751748 1 2 3 4 ").unwrap();
+        assert_eq!(w, "n01751748");
+        assert_eq!(b, vec![BoxXyxy::new(111, 108, 441, 193), BoxXyxy::new(1, 2, 3, 4)]);
+        assert!(parse_prediction("n01751748 1 2 3").is_err());
+        assert!(parse_prediction("n01751748 a b c d").is_err());
+    }
+}

@@ -1,0 +1,295 @@
+//! The job file: everything a run does, read once and validated before any work starts.
+//!
+//! Relative paths in a job file are resolved against the job file's own folder, so a job runs the
+//! same from any working directory.
+
+use std::path::{Path, PathBuf};
+
+use operators::eigencam::SignPolicy;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error("{file}: cannot read job file: {source}")]
+    Read { file: PathBuf, source: std::io::Error },
+    #[error("{file}: {message}")]
+    Parse { file: PathBuf, message: String },
+    #[error("{file}: field `{field}`: {message}")]
+    Invalid { file: PathBuf, field: &'static str, message: String },
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Job {
+    /// Names the run; also the default output folder name.
+    pub name: String,
+    pub data: DataConfig,
+    pub models: ModelsConfig,
+    #[serde(default)]
+    pub run: RunConfig,
+    #[serde(default)]
+    pub cam: CamConfig,
+    #[serde(default)]
+    pub wsol: WsolConfig,
+    pub output: OutputConfig,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Layout {
+    /// Detect from the folder contents.
+    Auto,
+    /// Kaggle "ImageNet Object Localization Challenge": `LOC_val_solution.csv` + `ILSVRC/Data/CLS-LOC/val`.
+    Kaggle,
+    /// Original ILSVRC2012: a folder of val JPEGs, `ILSVRC2012_bbox_val_v3` XMLs, a labels file.
+    Ilsvrc,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataConfig {
+    pub path: PathBuf,
+    #[serde(default = "default_layout")]
+    pub layout: Layout,
+    /// Images per shard when a folder layout is split into shards (shards are the unit of work).
+    #[serde(default = "default_shard_size")]
+    pub shard_size: usize,
+    /// Only the first `limit` images (sorted by id); for quick runs.
+    #[serde(default)]
+    pub limit: Option<usize>,
+    /// Decode refuses images above this many pixels instead of allocating them.
+    #[serde(default = "default_max_pixels")]
+    pub max_pixels: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelsConfig {
+    /// Folder holding one sub-folder per exported pair, each with a `manifest.json`.
+    pub dir: PathBuf,
+    /// Pair names; each one adds a branch to the graph.
+    pub pairs: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    /// Images per forward pass. Batches never span shards.
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+    /// Timely worker threads per process (`qcam run -w` overrides).
+    #[serde(default = "default_one")]
+    pub workers: usize,
+    /// libtorch intra-op threads per worker; 0 = cores / workers, so workers × threads fit the cores.
+    #[serde(default)]
+    pub torch_threads: usize,
+    /// Batches a worker may have in flight before its source waits (bounds memory: backpressure).
+    #[serde(default = "default_in_flight")]
+    pub max_in_flight: usize,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CamConfig {
+    #[serde(default)]
+    pub sign: SignPolicy,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WsolConfig {
+    #[serde(default = "default_threshold")]
+    pub threshold: f32,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputConfig {
+    pub dir: PathBuf,
+    /// Replace an existing run folder instead of refusing to touch it.
+    #[serde(default)]
+    pub overwrite: bool,
+}
+
+fn default_layout() -> Layout {
+    Layout::Auto
+}
+fn default_shard_size() -> usize {
+    100
+}
+fn default_max_pixels() -> u64 {
+    // 100 MP: every ImageNet val image fits; a decompression bomb does not.
+    100_000_000
+}
+fn default_batch_size() -> usize {
+    16
+}
+fn default_one() -> usize {
+    1
+}
+fn default_in_flight() -> usize {
+    4
+}
+fn default_threshold() -> f32 {
+    0.2
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        RunConfig {
+            batch_size: default_batch_size(),
+            workers: 1,
+            torch_threads: 0,
+            max_in_flight: default_in_flight(),
+        }
+    }
+}
+
+impl Default for WsolConfig {
+    fn default() -> Self {
+        WsolConfig { threshold: default_threshold() }
+    }
+}
+
+impl Job {
+    /// Reads, resolves and validates a job file. Every error names the file, and the field where
+    /// there is one.
+    pub fn load(file: &Path) -> Result<Job, JobError> {
+        let text = std::fs::read_to_string(file)
+            .map_err(|source| JobError::Read { file: file.to_path_buf(), source })?;
+        let mut job = Job::parse(&text, file)?;
+        let base = file.parent().unwrap_or(Path::new("."));
+        job.resolve_paths(base);
+        Ok(job)
+    }
+
+    /// Parses and validates without touching the filesystem; `file` only labels errors.
+    pub fn parse(text: &str, file: &Path) -> Result<Job, JobError> {
+        let job: Job = toml::from_str(text)
+            .map_err(|e| JobError::Parse { file: file.to_path_buf(), message: e.to_string() })?;
+        job.validate(file)?;
+        Ok(job)
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        let resolve = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        resolve(&mut self.data.path);
+        resolve(&mut self.models.dir);
+        resolve(&mut self.output.dir);
+    }
+
+    fn validate(&self, file: &Path) -> Result<(), JobError> {
+        let invalid = |field: &'static str, message: String| JobError::Invalid {
+            file: file.to_path_buf(),
+            field,
+            message,
+        };
+        if self.name.trim().is_empty() {
+            return Err(invalid("name", "must not be empty".into()));
+        }
+        if self.models.pairs.is_empty() {
+            return Err(invalid("models.pairs", "list at least one model pair".into()));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for pair in &self.models.pairs {
+            if !seen.insert(pair) {
+                return Err(invalid("models.pairs", format!("pair `{pair}` is listed twice")));
+            }
+            // Pair names become folder names and column values; keep them plain.
+            if pair.is_empty() || !pair.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c)) {
+                return Err(invalid("models.pairs", format!("`{pair}` is not a plain name ([A-Za-z0-9_.-])")));
+            }
+        }
+        if self.data.shard_size == 0 {
+            return Err(invalid("data.shard_size", "must be at least 1".into()));
+        }
+        if self.data.limit == Some(0) {
+            return Err(invalid("data.limit", "must be at least 1 (or left out)".into()));
+        }
+        if self.run.batch_size == 0 {
+            return Err(invalid("run.batch_size", "must be at least 1".into()));
+        }
+        if self.run.workers == 0 {
+            return Err(invalid("run.workers", "must be at least 1".into()));
+        }
+        if self.run.max_in_flight == 0 {
+            return Err(invalid("run.max_in_flight", "must be at least 1".into()));
+        }
+        if !(self.wsol.threshold >= 0.0 && self.wsol.threshold < 1.0) {
+            return Err(invalid("wsol.threshold", format!("{} is outside [0, 1)", self.wsol.threshold)));
+        }
+        Ok(())
+    }
+
+    /// libtorch intra-op threads per worker: the job's value, or the cores shared out among the
+    /// workers of this process (never less than one).
+    pub fn torch_threads(&self, workers_in_process: usize) -> usize {
+        if self.run.torch_threads > 0 {
+            return self.run.torch_threads;
+        }
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        (cores / workers_in_process.max(1)).max(1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+name = "t"
+[data]
+path = "data"
+[models]
+dir = "models"
+pairs = ["a", "b"]
+[output]
+dir = "out"
+"#;
+
+    #[test]
+    fn defaults_follow_the_spec() {
+        let job = Job::parse(MINIMAL, Path::new("job.toml")).unwrap();
+        assert_eq!(job.wsol.threshold, 0.2);
+        assert_eq!(job.cam.sign, SignPolicy::Mean);
+        assert_eq!(job.run.batch_size, 16);
+        assert_eq!(job.data.layout, Layout::Auto);
+    }
+
+    #[test]
+    fn relative_paths_resolve_against_the_job_file() {
+        let mut job = Job::parse(MINIMAL, Path::new("jobs/job.toml")).unwrap();
+        job.resolve_paths(Path::new("/x/jobs"));
+        assert_eq!(job.data.path, Path::new("/x/jobs/data"));
+        assert_eq!(job.output.dir, Path::new("/x/jobs/out"));
+    }
+
+    #[test]
+    fn unknown_key_names_file_and_key() {
+        let text = MINIMAL.replace("[output]", "[output]\nfrobnicate = 1");
+        let err = Job::parse(&text, Path::new("jobs/bad.toml")).unwrap_err().to_string();
+        assert!(err.starts_with("jobs/bad.toml:"), "{err}");
+        assert!(err.contains("frobnicate"), "{err}");
+    }
+
+    #[test]
+    fn bad_value_names_file_and_field() {
+        let text = MINIMAL.replace("[output]", "[run]\nbatch_size = 0\n[output]");
+        let err = Job::parse(&text, Path::new("j.toml")).unwrap_err().to_string();
+        assert_eq!(err, "j.toml: field `run.batch_size`: must be at least 1");
+        let text = MINIMAL.replace("[output]", "[cam]\nsign = \"sideways\"\n[output]");
+        let err = Job::parse(&text, Path::new("j.toml")).unwrap_err().to_string();
+        assert!(err.contains("sideways") && err.contains("sign"), "{err}");
+    }
+
+    #[test]
+    fn duplicate_pair_is_refused() {
+        let text = MINIMAL.replace(r#"["a", "b"]"#, r#"["a", "a"]"#);
+        let err = Job::parse(&text, Path::new("j.toml")).unwrap_err().to_string();
+        assert!(err.contains("models.pairs") && err.contains("twice"), "{err}");
+    }
+}

@@ -1,0 +1,394 @@
+//! Model pairs: the exporter's manifests, integrity checks, and TorchScript loading with tch.
+//!
+//! TorchScript files are code. A model is only ever loaded through its manifest, after its size and
+//! sha256 match what the manifest recorded.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Condvar, Mutex};
+use std::time::Instant;
+
+use operators::infer::{BatchOutput, Forward, QParams, Variant};
+use operators::Preprocess;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tch::{IValue, Kind, Tensor};
+
+pub const MANIFEST_FILE: &str = "manifest.json";
+const MANIFEST_FORMAT: u32 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("{file}: cannot read manifest: {source}")]
+    ReadManifest { file: PathBuf, source: std::io::Error },
+    #[error("{file}: invalid manifest: {message}")]
+    BadManifest { file: PathBuf, message: String },
+    #[error("{manifest}: field `{field}`: model file {file} is missing")]
+    MissingFile { manifest: PathBuf, field: String, file: PathBuf },
+    #[error("{manifest}: field `{field}`: {file} does not match the manifest ({what}); refusing to load it")]
+    Mismatch { manifest: PathBuf, field: String, file: PathBuf, what: String },
+    #[error("{file}: not a loadable TorchScript model: {message}")]
+    Load { file: PathBuf, message: String },
+    #[error("{file}: {message}")]
+    Contract { file: PathBuf, message: String },
+}
+
+/// Quantized kernels' backend. The weights are packed for one of them at load time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Engine {
+    Qnnpack,
+    Fbgemm,
+    X86,
+}
+
+/// Where a variant's weights came from; every output carries it so random weights are never
+/// mistaken for real ones.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Provenance {
+    Pretrained(String),
+    Substitute(String),
+    Random(String),
+}
+
+impl Provenance {
+    pub fn parse(s: &str) -> Result<Provenance, String> {
+        match s.split_once(':') {
+            Some(("pretrained", rest)) => Ok(Provenance::Pretrained(rest.into())),
+            Some(("substitute", rest)) => Ok(Provenance::Substitute(rest.into())),
+            Some(("random", rest)) => Ok(Provenance::Random(rest.into())),
+            _ => Err(format!("`{s}` is not pretrained:<what>, substitute:<how> or random:<seed>")),
+        }
+    }
+
+    /// One word for tables: real, substitute or random.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Provenance::Pretrained(_) => "real",
+            Provenance::Substitute(_) => "substitute",
+            Provenance::Random(_) => "random",
+        }
+    }
+}
+
+impl fmt::Display for Provenance {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Provenance::Pretrained(s) => write!(f, "pretrained:{s}"),
+            Provenance::Substitute(s) => write!(f, "substitute:{s}"),
+            Provenance::Random(s) => write!(f, "random:{s}"),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CamLayer {
+    pub name: String,
+    /// `[C, h, w]` for a 224 crop.
+    pub shape: [usize; 3],
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Calibration {
+    pub dataset: String,
+    pub count: usize,
+    pub image_ids: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Quantization {
+    pub engine: Engine,
+    /// `qat`, `ptq-static-eager`, `ptq-static-fx`, ...
+    pub method: String,
+    pub calibration: Option<Calibration>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelFile {
+    /// Relative to the manifest's folder.
+    pub file: PathBuf,
+    pub bytes: u64,
+    pub sha256: String,
+    /// `pretrained:<what>`, `substitute:<how>` or `random:<seed>`.
+    pub weights: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SampleTop1 {
+    pub float: f64,
+    pub quantized: f64,
+    pub images: usize,
+}
+
+/// What the exporter wrote next to a pair's two TorchScript files (`manifest.json`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub format: u32,
+    pub name: String,
+    pub architecture: String,
+    pub preprocess: Preprocess,
+    pub cam_layer: CamLayer,
+    pub quantization: Quantization,
+    pub float: ModelFile,
+    pub quantized: ModelFile,
+    /// Versions and the command that produced the files.
+    pub exporter: serde_json::Map<String, serde_json::Value>,
+    /// Top-1 on the shared sample measured in Python at export time: a cross-check, not a result.
+    #[serde(default)]
+    pub sample_top1: Option<SampleTop1>,
+}
+
+/// A manifest plus where it was read from.
+#[derive(Clone, Debug)]
+pub struct PairSpec {
+    pub manifest: Manifest,
+    pub manifest_path: PathBuf,
+}
+
+impl Manifest {
+    pub fn from_json(text: &str, file: &Path) -> Result<Manifest, ModelError> {
+        let bad = |message: String| ModelError::BadManifest { file: file.to_path_buf(), message };
+        let m: Manifest = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
+        if m.format != MANIFEST_FORMAT {
+            return Err(bad(format!("field `format`: {} is not the supported {MANIFEST_FORMAT}", m.format)));
+        }
+        for (field, f) in [("float.weights", &m.float), ("quantized.weights", &m.quantized)] {
+            Provenance::parse(&f.weights).map_err(|e| bad(format!("field `{field}`: {e}")))?;
+        }
+        if m.preprocess.crop == 0 || m.preprocess.resize < m.preprocess.crop {
+            return Err(bad("field `preprocess`: need 0 < crop <= resize".into()));
+        }
+        if m.preprocess.std.iter().any(|&s| s <= 0.0) {
+            return Err(bad("field `preprocess.std`: must be positive".into()));
+        }
+        Ok(m)
+    }
+
+    pub fn file(&self, variant: Variant) -> &ModelFile {
+        match variant {
+            Variant::Float => &self.float,
+            Variant::Quantized => &self.quantized,
+        }
+    }
+
+    pub fn provenance(&self, variant: Variant) -> Provenance {
+        Provenance::parse(&self.file(variant).weights).expect("checked when the manifest was read")
+    }
+}
+
+impl PairSpec {
+    /// Reads `dir/<name>/manifest.json`.
+    pub fn read(models_dir: &Path, name: &str) -> Result<PairSpec, ModelError> {
+        let manifest_path = models_dir.join(name).join(MANIFEST_FILE);
+        let text = std::fs::read_to_string(&manifest_path)
+            .map_err(|source| ModelError::ReadManifest { file: manifest_path.clone(), source })?;
+        let manifest = Manifest::from_json(&text, &manifest_path)?;
+        if manifest.name != name {
+            return Err(ModelError::BadManifest {
+                file: manifest_path,
+                message: format!("field `name`: `{}` but the job asks for `{name}`", manifest.name),
+            });
+        }
+        Ok(PairSpec { manifest, manifest_path })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.manifest.name
+    }
+
+    pub fn path(&self, variant: Variant) -> PathBuf {
+        let dir = self.manifest_path.parent().unwrap_or(Path::new("."));
+        dir.join(&self.manifest.file(variant).file)
+    }
+
+    /// Checks that both files exist and match the manifest's size and sha256; run before any work.
+    pub fn verify(&self) -> Result<(), ModelError> {
+        for variant in Variant::BOTH {
+            let entry = self.manifest.file(variant);
+            let path = self.path(variant);
+            let field = format!("{}.file", variant.as_str());
+            let bytes = std::fs::read(&path).map_err(|_| ModelError::MissingFile {
+                manifest: self.manifest_path.clone(),
+                field: field.clone(),
+                file: path.clone(),
+            })?;
+            let mismatch = |what: String| ModelError::Mismatch {
+                manifest: self.manifest_path.clone(),
+                field: field.clone(),
+                file: path.clone(),
+                what,
+            };
+            if bytes.len() as u64 != entry.bytes {
+                return Err(mismatch(format!("{} bytes, manifest says {}", bytes.len(), entry.bytes)));
+            }
+            let digest = hex::encode(Sha256::digest(&bytes));
+            if !digest.eq_ignore_ascii_case(&entry.sha256) {
+                return Err(mismatch(format!("sha256 {digest}, manifest says {}", entry.sha256)));
+            }
+        }
+        Ok(())
+    }
+
+    /// Loads both variants. Call [`PairSpec::verify`] first.
+    pub fn load(&self) -> Result<LoadedPair, ModelError> {
+        let float = TorchModel::load(&self.path(Variant::Float), None)?;
+        let quantized = TorchModel::load(&self.path(Variant::Quantized), Some(self.manifest.quantization.engine))?;
+        Ok(LoadedPair { float, quantized })
+    }
+}
+
+pub struct LoadedPair {
+    pub float: TorchModel,
+    pub quantized: TorchModel,
+}
+
+impl LoadedPair {
+    pub fn variant(&self, variant: Variant) -> &TorchModel {
+        match variant {
+            Variant::Float => &self.float,
+            Variant::Quantized => &self.quantized,
+        }
+    }
+}
+
+/// libtorch's quantized engine is one process-wide setting, and it matters twice: weights are
+/// prepacked for the engine current at load, and some quantized ops dispatch on the engine current
+/// at forward (measured: an fbgemm model run under qnnpack returns garbage). The gate lets any
+/// number of threads run models of the same engine at once, and switches engine only when no
+/// quantized forward is in flight.
+struct EngineGate {
+    state: Mutex<(Option<Engine>, usize)>,
+    idle: Condvar,
+}
+
+static ENGINE_GATE: EngineGate = EngineGate { state: Mutex::new((None, 0)), idle: Condvar::new() };
+
+struct EngineTicket;
+
+impl EngineGate {
+    fn enter(&self, engine: Engine) -> Result<EngineTicket, String> {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        while st.0 != Some(engine) && st.1 > 0 {
+            st = self.idle.wait(st).unwrap_or_else(|e| e.into_inner());
+        }
+        if st.0 != Some(engine) {
+            let qengine = match engine {
+                Engine::Qnnpack => tch::QEngine::QNNPACK,
+                // tch can only name FBGEMM and QNNPACK. The exporter writes fbgemm for its PTQ
+                // models, and the tests compare these results with Python's under the same engine.
+                Engine::Fbgemm | Engine::X86 => tch::QEngine::FBGEMM,
+            };
+            qengine.set().map_err(|e| e.to_string())?;
+            st.0 = Some(engine);
+        }
+        st.1 += 1;
+        Ok(EngineTicket)
+    }
+}
+
+impl Drop for EngineTicket {
+    fn drop(&mut self) {
+        let mut st = ENGINE_GATE.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.1 -= 1;
+        if st.1 == 0 {
+            ENGINE_GATE.idle.notify_all();
+        }
+    }
+}
+
+pub struct TorchModel {
+    module: tch::CModule,
+    path: PathBuf,
+    /// The quantized engine this model needs at load and at every forward; `None` for float.
+    engine: Option<Engine>,
+}
+
+impl TorchModel {
+    pub fn load(path: &Path, engine: Option<Engine>) -> Result<TorchModel, ModelError> {
+        let load_err = |message: String| ModelError::Load { file: path.to_path_buf(), message };
+        let _ticket = engine.map(|e| ENGINE_GATE.enter(e)).transpose().map_err(load_err)?;
+        let mut module = tch::CModule::load(path).map_err(|e| load_err(first_line(&e.to_string())))?;
+        module.set_eval();
+        Ok(TorchModel { module, path: path.to_path_buf(), engine })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn run(&self, pixels: &[f32], n: usize, crop: usize) -> Result<BatchOutput, String> {
+        let expected = n * 3 * crop * crop;
+        if pixels.len() != expected {
+            return Err(format!("input holds {} values, expected {expected}", pixels.len()));
+        }
+        let x = Tensor::from_slice(pixels).reshape([n as i64, 3, crop as i64, crop as i64]);
+        let _ticket = self.engine.map(|e| ENGINE_GATE.enter(e)).transpose()?;
+        let start = Instant::now();
+        let out = tch::no_grad(|| self.module.forward_is(&[IValue::Tensor(x)]))
+            .map_err(|e| format!("forward failed: {}", first_line(&e.to_string())))?;
+        let (logits, act) = match out {
+            IValue::Tuple(mut items) if items.len() == 2 => {
+                let act = items.pop().unwrap();
+                let logits = items.pop().unwrap();
+                match (logits, act) {
+                    (IValue::Tensor(l), IValue::Tensor(a)) => (l, a),
+                    _ => return Err("forward must return (Tensor logits, Tensor act)".into()),
+                }
+            }
+            IValue::Tuple(items) => {
+                return Err(format!("forward returned a tuple of {} items, expected (logits, act)", items.len()))
+            }
+            _ => return Err("forward must return a tuple (logits, act)".into()),
+        };
+        let (act, qparams) = if matches!(act.kind(), Kind::QUInt8 | Kind::QInt8 | Kind::QInt32) {
+            let q = QParams { scale: act.q_scale() as f32, zero_point: act.q_zero_point() as i32 };
+            (act.dequantize(), Some(q))
+        } else {
+            (act, None)
+        };
+        let ms = start.elapsed().as_secs_f32() * 1e3;
+        let lsize = logits.size();
+        if lsize.len() != 2 || lsize[0] != n as i64 {
+            return Err(format!("logits have shape {lsize:?}, expected [{n}, classes]"));
+        }
+        let asize = act.size();
+        if asize.len() != 4 || asize[0] != n as i64 {
+            return Err(format!("activation has shape {asize:?}, expected [{n}, C, h, w]"));
+        }
+        let to_vec = |t: Tensor| -> Result<Vec<f32>, String> {
+            Vec::<f32>::try_from(&t.to_kind(Kind::Float).contiguous().view(-1)).map_err(|e| e.to_string())
+        };
+        // SPEC §2: NaN activations become 0. NaN logits are left for the caller to report.
+        let act = act.nan_to_num(0.0, None, None);
+        Ok(BatchOutput {
+            n,
+            classes: lsize[1] as usize,
+            logits: to_vec(logits)?,
+            act_shape: [asize[1] as usize, asize[2] as usize, asize[3] as usize],
+            act: to_vec(act)?,
+            qparams,
+            ms,
+        })
+    }
+}
+
+impl Forward for TorchModel {
+    fn forward(&self, pixels: &[f32], n: usize, crop: usize) -> Result<BatchOutput, String> {
+        self.run(pixels, n, crop)
+    }
+}
+
+fn first_line(s: &str) -> String {
+    s.lines().find(|l| !l.trim().is_empty()).unwrap_or(s).trim().to_string()
+}
+
+/// Sets libtorch's intra-op threads (process-wide) and keeps inter-op work on the caller's thread.
+pub fn set_torch_threads(threads: usize) {
+    tch::set_num_threads(threads as i32);
+}

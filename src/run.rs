@@ -1,0 +1,192 @@
+//! `qcam run`: validate everything, then execute the graph on timely and record provenance.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+
+use crate::data::Dataset;
+use crate::graph::{run_worker, Plan, Progress, WorkerReport};
+use crate::job::Job;
+use crate::models::{Manifest, PairSpec};
+
+/// Command-line overrides of the job file.
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    pub data: Option<PathBuf>,
+    pub out: Option<PathBuf>,
+    pub models_dir: Option<PathBuf>,
+    pub workers: Option<usize>,
+    pub overwrite: bool,
+    pub cluster: Option<ClusterOptions>,
+}
+
+/// One process of a multi-process run (timely's `-n/-p/-h`).
+#[derive(Clone, Debug)]
+pub struct ClusterOptions {
+    pub process: usize,
+    pub addresses: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct Versions {
+    qcam: &'static str,
+    libtorch: &'static str,
+    tch: &'static str,
+    timely: &'static str,
+}
+
+#[derive(Serialize)]
+struct PairRecord<'a> {
+    manifest_path: &'a Path,
+    manifest: &'a Manifest,
+}
+
+#[derive(Serialize)]
+struct RunRecord<'a> {
+    schema_version: u32,
+    job: &'a Job,
+    versions: Versions,
+    pairs: Vec<PairRecord<'a>>,
+    data_layout: crate::job::Layout,
+    images_listed: usize,
+    shards: usize,
+    processes: usize,
+    process: usize,
+    workers_per_process: usize,
+    started_unix_s: u64,
+    wall_s: f64,
+    workers: Vec<WorkerReport>,
+}
+
+pub const RUN_FILE: &str = "run.json";
+
+/// Loads and checks the job, the data listing and every model before any work starts.
+pub fn plan(job_path: &Path, opts: &RunOptions) -> Result<Plan> {
+    let mut job = Job::load(job_path)?;
+    if let Some(data) = &opts.data {
+        job.data.path = data.clone();
+    }
+    if let Some(out) = &opts.out {
+        job.output.dir = out.clone();
+    }
+    if let Some(dir) = &opts.models_dir {
+        job.models.dir = dir.clone();
+    }
+    if let Some(w) = opts.workers {
+        if w == 0 {
+            bail!("--workers must be at least 1");
+        }
+        job.run.workers = w;
+    }
+    job.output.overwrite |= opts.overwrite;
+
+    let dataset = Dataset::open(&job.data).with_context(|| format!("{}: field `data.path`", job_path.display()))?;
+    let mut pairs = Vec::new();
+    for name in &job.models.pairs {
+        let spec = PairSpec::read(&job.models.dir, name)
+            .with_context(|| format!("{}: field `models.pairs`: pair `{name}`", job_path.display()))?;
+        spec.verify()?;
+        pairs.push(spec);
+    }
+    let out_dir = job.output.dir.clone();
+    Ok(Plan { job, dataset, pairs, out_dir })
+}
+
+/// Refuses to mix a new run into an old one unless asked to replace it.
+fn prepare_output(out_dir: &Path, overwrite: bool) -> Result<()> {
+    if out_dir.exists() && std::fs::read_dir(out_dir)?.next().is_some() {
+        if !overwrite {
+            bail!("{}: output folder is not empty; pass --overwrite or set output.overwrite = true", out_dir.display());
+        }
+        std::fs::remove_dir_all(out_dir).with_context(|| format!("clearing {}", out_dir.display()))?;
+    }
+    std::fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+    Ok(())
+}
+
+pub fn run(job_path: &Path, opts: &RunOptions) -> Result<PathBuf> {
+    let plan = plan(job_path, opts)?;
+    let (process, processes) = match &opts.cluster {
+        Some(c) => (c.process, c.addresses.len()),
+        None => (0, 1),
+    };
+    if process == 0 {
+        prepare_output(&plan.out_dir, plan.job.output.overwrite)?;
+    }
+    let workers = plan.job.run.workers;
+    let communication = match &opts.cluster {
+        None if workers == 1 => timely::CommunicationConfig::Thread,
+        None => timely::CommunicationConfig::Process(workers),
+        Some(c) => timely::CommunicationConfig::Cluster {
+            threads: workers,
+            process: c.process,
+            addresses: c.addresses.clone(),
+            report: false,
+            zerocopy: false,
+        },
+    };
+    let config = timely::Config { communication, worker: timely::WorkerConfig::default() };
+
+    let started_unix_s = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let start = Instant::now();
+    let total = plan.dataset.len();
+    eprintln!(
+        "qcam: {} images in {} shards, {} pair(s), {} worker(s) × {} process(es) → {}",
+        total,
+        plan.dataset.shards.len(),
+        plan.pairs.len(),
+        workers,
+        processes,
+        plan.out_dir.display()
+    );
+    let plan = Arc::new(plan);
+    let progress = Arc::new(Progress::default());
+    progress.pairs.store(plan.pairs.len(), std::sync::atomic::Ordering::Relaxed);
+    let reporter = crate::progress::spawn(progress.clone(), total, processes);
+    let shared = plan.clone();
+    let guards = timely::execute(config, move |worker| run_worker(worker, &shared, workers, &progress))
+        .map_err(|e| anyhow::anyhow!("starting timely: {e}"))?;
+    let mut reports = Vec::new();
+    for result in guards.join() {
+        match result {
+            Ok(Ok(report)) => reports.push(report),
+            Ok(Err(e)) => bail!("worker failed: {e}"),
+            Err(e) => bail!("worker panicked: {e}"),
+        }
+    }
+    reporter.finish();
+    let wall_s = start.elapsed().as_secs_f64();
+
+    let record = RunRecord {
+        schema_version: crate::SCHEMA_VERSION,
+        job: &plan.job,
+        versions: Versions {
+            qcam: env!("CARGO_PKG_VERSION"),
+            libtorch: env!("QCAM_LIBTORCH_VERSION"),
+            tch: "0.26",
+            timely: "0.32",
+        },
+        pairs: plan
+            .pairs
+            .iter()
+            .map(|p| PairRecord { manifest_path: &p.manifest_path, manifest: &p.manifest })
+            .collect(),
+        data_layout: plan.dataset.layout,
+        images_listed: total,
+        shards: plan.dataset.shards.len(),
+        processes,
+        process,
+        workers_per_process: workers,
+        started_unix_s,
+        wall_s,
+        workers: reports,
+    };
+    let name = if processes == 1 { RUN_FILE.to_string() } else { format!("run.process-{process}.json") };
+    let path = plan.out_dir.join(name);
+    std::fs::write(&path, serde_json::to_vec_pretty(&record)?).with_context(|| format!("writing {}", path.display()))?;
+    eprintln!("qcam: done in {wall_s:.1} s ({:.1} images/s)", total as f64 / wall_s / processes as f64);
+    Ok(plan.out_dir.clone())
+}

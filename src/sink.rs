@@ -1,0 +1,271 @@
+//! The output tables (SPEC §8): each schema is defined once, filled with typed builders, and written
+//! as Parquet part files that appear under their final name only when complete.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, ArrayRef, BooleanArray, BooleanBuilder, Float32Array, Float32Builder, Float64Builder, Int32Array,
+    Int32Builder, ListArray, ListBuilder, RecordBatch, StringArray,
+};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+
+pub use operators::{ErrorRow, ImageRow, PairRow, Stage};
+
+/// A table: its name (= folder), its schema, and how rows become a record batch.
+pub trait Table: Sized {
+    const NAME: &'static str;
+    fn schema() -> SchemaRef;
+    fn to_batch(rows: &[Self]) -> RecordBatch;
+    /// How many (image, pair) units these rows finish, for progress: a pair row finishes one, an
+    /// error before any model finishes one per pair.
+    fn units_done(_rows: &[Self], _pairs: usize) -> usize {
+        0
+    }
+}
+
+fn utf8(name: &str) -> Field {
+    Field::new(name, DataType::Utf8, false)
+}
+
+fn list_of(name: &str, item: DataType) -> Field {
+    Field::new(name, DataType::List(Arc::new(Field::new("item", item, true))), false)
+}
+
+fn strings<'a>(values: impl Iterator<Item = &'a str>) -> ArrayRef {
+    Arc::new(values.map(Some).collect::<StringArray>())
+}
+
+fn lists_i32<'a>(values: impl Iterator<Item = &'a [i32]>) -> ArrayRef {
+    let mut b = ListBuilder::new(Int32Builder::new());
+    for v in values {
+        b.values().append_slice(v);
+        b.append(true);
+    }
+    Arc::new(b.finish())
+}
+
+fn lists_f32<'a>(values: impl Iterator<Item = &'a [f32]>) -> ArrayRef {
+    let mut b = ListBuilder::new(Float32Builder::new());
+    for v in values {
+        b.values().append_slice(v);
+        b.append(true);
+    }
+    Arc::new(b.finish())
+}
+
+fn f32s(values: impl Iterator<Item = f32>) -> ArrayRef {
+    let mut b = Float32Builder::new();
+    values.for_each(|v| b.append_value(v));
+    Arc::new(b.finish())
+}
+
+fn f64s(values: impl Iterator<Item = f64>) -> ArrayRef {
+    let mut b = Float64Builder::new();
+    values.for_each(|v| b.append_value(v));
+    Arc::new(b.finish())
+}
+
+fn i32s(values: impl Iterator<Item = i32>) -> ArrayRef {
+    let mut b = Int32Builder::new();
+    values.for_each(|v| b.append_value(v));
+    Arc::new(b.finish())
+}
+
+fn bools(values: impl Iterator<Item = bool>) -> ArrayRef {
+    let mut b = BooleanBuilder::new();
+    values.for_each(|v| b.append_value(v));
+    Arc::new(b.finish())
+}
+
+fn batch(schema: SchemaRef, columns: Vec<ArrayRef>) -> RecordBatch {
+    RecordBatch::try_new(schema, columns).expect("columns are built from the schema they are checked against")
+}
+
+impl Table for ImageRow {
+    const NAME: &'static str = "images";
+
+    fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            utf8("image_id"),
+            utf8("shard"),
+            Field::new("label", DataType::Int32, false),
+            utf8("model"),
+            utf8("variant"),
+            list_of("top5", DataType::Int32),
+            list_of("top5_prob", DataType::Float32),
+            Field::new("top1_correct", DataType::Boolean, false),
+            Field::new("top5_correct", DataType::Boolean, false),
+            Field::new("cam_h", DataType::Int32, false),
+            Field::new("cam_w", DataType::Int32, false),
+            list_of("cam", DataType::Float32),
+            list_of("box", DataType::Int32),
+            Field::new("iou", DataType::Float32, false),
+            list_of("iou_curve", DataType::Float32),
+            Field::new("act_mean", DataType::Float64, false),
+            Field::new("act_std", DataType::Float64, false),
+            Field::new("act_sparsity", DataType::Float64, false),
+            Field::new("act_entropy", DataType::Float64, false),
+            list_of("act_hist", DataType::Float32),
+            Field::new("infer_ms", DataType::Float32, false),
+            Field::new("cam_ms", DataType::Float32, false),
+        ]))
+    }
+
+    fn to_batch(rows: &[Self]) -> RecordBatch {
+        batch(
+            Self::schema(),
+            vec![
+                strings(rows.iter().map(|r| r.image_id.as_str())),
+                strings(rows.iter().map(|r| r.shard.as_str())),
+                i32s(rows.iter().map(|r| r.label)),
+                strings(rows.iter().map(|r| r.model.as_str())),
+                strings(rows.iter().map(|r| r.variant)),
+                lists_i32(rows.iter().map(|r| r.top5.as_slice())),
+                lists_f32(rows.iter().map(|r| r.top5_prob.as_slice())),
+                bools(rows.iter().map(|r| r.top1_correct)),
+                bools(rows.iter().map(|r| r.top5_correct)),
+                i32s(rows.iter().map(|r| r.cam_h)),
+                i32s(rows.iter().map(|r| r.cam_w)),
+                lists_f32(rows.iter().map(|r| r.cam.as_slice())),
+                lists_i32(rows.iter().map(|r| r.bbox.as_slice())),
+                f32s(rows.iter().map(|r| r.iou)),
+                lists_f32(rows.iter().map(|r| r.iou_curve.as_slice())),
+                f64s(rows.iter().map(|r| r.act_mean)),
+                f64s(rows.iter().map(|r| r.act_std)),
+                f64s(rows.iter().map(|r| r.act_sparsity)),
+                f64s(rows.iter().map(|r| r.act_entropy)),
+                lists_f32(rows.iter().map(|r| r.act_hist.as_slice())),
+                f32s(rows.iter().map(|r| r.infer_ms)),
+                f32s(rows.iter().map(|r| r.cam_ms)),
+            ],
+        )
+    }
+}
+
+impl Table for PairRow {
+    const NAME: &'static str = "pairs";
+
+    fn units_done(rows: &[Self], _pairs: usize) -> usize {
+        rows.len()
+    }
+
+    fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            utf8("image_id"),
+            utf8("model"),
+            Field::new("rmse", DataType::Float32, false),
+            Field::new("rmse_flipped", DataType::Float32, false),
+            Field::new("top1_agree", DataType::Boolean, false),
+        ]))
+    }
+
+    fn to_batch(rows: &[Self]) -> RecordBatch {
+        batch(
+            Self::schema(),
+            vec![
+                strings(rows.iter().map(|r| r.image_id.as_str())),
+                strings(rows.iter().map(|r| r.model.as_str())),
+                f32s(rows.iter().map(|r| r.rmse)),
+                f32s(rows.iter().map(|r| r.rmse_flipped)),
+                bools(rows.iter().map(|r| r.top1_agree)),
+            ],
+        )
+    }
+}
+
+impl Table for ErrorRow {
+    const NAME: &'static str = "errors";
+
+    fn units_done(rows: &[Self], pairs: usize) -> usize {
+        rows.iter().map(|r| if r.model.is_some() { 1 } else { pairs }).sum()
+    }
+
+    fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            utf8("image_id"),
+            utf8("shard"),
+            Field::new("model", DataType::Utf8, true),
+            utf8("stage"),
+            utf8("message"),
+        ]))
+    }
+
+    fn to_batch(rows: &[Self]) -> RecordBatch {
+        let model: StringArray = rows.iter().map(|r| r.model.as_deref()).collect();
+        batch(
+            Self::schema(),
+            vec![
+                strings(rows.iter().map(|r| r.image_id.as_str())),
+                strings(rows.iter().map(|r| r.shard.as_str())),
+                Arc::new(model),
+                strings(rows.iter().map(|r| r.stage.as_str())),
+                strings(rows.iter().map(|r| r.message.as_str())),
+            ],
+        )
+    }
+}
+
+/// Writes `rows` as `out_dir/<table>/part-<part>.parquet`, through a temporary name so that a
+/// reader (or a resumed run) never sees a half-written part. An empty part still gets a file, so
+/// a finished unit is visible as such.
+pub fn write_part<T: Table>(out_dir: &Path, part: &str, rows: &[T]) -> std::io::Result<PathBuf> {
+    let dir = out_dir.join(T::NAME);
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join(format!("part-{part}.parquet"));
+    let tmp = dir.join(format!(".part-{part}.parquet.tmp"));
+    let props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::default()))
+        .build();
+    let file = File::create(&tmp)?;
+    let mut writer = ArrowWriter::try_new(file, T::schema(), Some(props)).map_err(std::io::Error::other)?;
+    writer.write(&T::to_batch(rows)).map_err(std::io::Error::other)?;
+    writer.into_inner().map_err(std::io::Error::other)?.sync_all()?;
+    std::fs::rename(&tmp, &path)?;
+    Ok(path)
+}
+
+/// Reads every part of a table back as record batches, in part-name order.
+pub fn read_table(out_dir: &Path, table: &str) -> std::io::Result<Vec<RecordBatch>> {
+    let dir = out_dir.join(table);
+    let mut parts: Vec<PathBuf> = match std::fs::read_dir(&dir) {
+        Ok(read) => read
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "parquet"))
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    parts.sort();
+    let mut out = Vec::new();
+    for part in parts {
+        let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&part)?)
+            .and_then(|b| b.build())
+            .map_err(std::io::Error::other)?;
+        for batch in reader {
+            out.push(batch.map_err(std::io::Error::other)?);
+        }
+    }
+    Ok(out)
+}
+
+/// Typed column access for readers of these tables (report, tests).
+pub fn column<'a, A: Array + 'static>(batch: &'a RecordBatch, name: &str) -> &'a A {
+    batch
+        .column_by_name(name)
+        .unwrap_or_else(|| panic!("column `{name}` missing"))
+        .as_any()
+        .downcast_ref::<A>()
+        .unwrap_or_else(|| panic!("column `{name}` has an unexpected type"))
+}
+
+pub type Utf8Col = StringArray;
+pub type BoolCol = BooleanArray;
+pub type F32Col = Float32Array;
+pub type I32Col = Int32Array;
+pub type ListCol = ListArray;

@@ -1,0 +1,52 @@
+"""Independent reference: top-5 of a pair's TorchScript models on the sample images with torchvision's
+own preprocessing (PIL decode, transforms.Resize/CenterCrop/ToTensor/Normalize), as the manifest
+says. Writes {image_id: {"float": [top5...], "quantized": [top5...]}} as JSON."""
+import argparse
+import json
+import pathlib
+
+import torch
+from PIL import Image
+from torchvision import transforms
+from torchvision.transforms import InterpolationMode
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--manifest", required=True)
+    ap.add_argument("--images", required=True, help="folder of JPEGs")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--batch", type=int, default=25)
+    args = ap.parse_args()
+
+    manifest_path = pathlib.Path(args.manifest)
+    m = json.loads(manifest_path.read_text())
+    pre = m["preprocess"]
+    interp = {"bilinear": InterpolationMode.BILINEAR, "bicubic": InterpolationMode.BICUBIC}[pre["interpolation"]]
+    tf = transforms.Compose([
+        transforms.Resize(pre["resize"], interpolation=interp),
+        transforms.CenterCrop(pre["crop"]),
+        transforms.ToTensor(),
+        transforms.Normalize(pre["mean"], pre["std"]),
+    ])
+    torch.set_num_threads(2)
+    files = sorted(p for p in pathlib.Path(args.images).iterdir() if p.suffix.lower() in (".jpeg", ".jpg", ".png"))
+    out = {p.stem: {} for p in files}
+    for variant in ("float", "quantized"):
+        if variant == "quantized":
+            torch.backends.quantized.engine = m["quantization"]["engine"] if m["quantization"]["engine"] != "x86" else "fbgemm"
+        model = torch.jit.load(str(manifest_path.parent / m[variant]["file"]))
+        model.eval()
+        with torch.no_grad():
+            for i in range(0, len(files), args.batch):
+                chunk = files[i:i + args.batch]
+                x = torch.stack([tf(Image.open(p).convert("RGB")) for p in chunk])
+                logits, _ = model(x)
+                top5 = logits.topk(5, dim=1).indices.tolist()
+                for p, t in zip(chunk, top5):
+                    out[p.stem][variant] = t
+    pathlib.Path(args.out).write_text(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
