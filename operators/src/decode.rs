@@ -3,25 +3,42 @@
 //! image, and map ground-truth boxes into the crop frame. Pure functions, no I/O.
 //!
 //! # Decode
-//! [`decode_rgb8`] sniffs the content (never the file name): JPEG (`FF D8 FF`) goes to zune-jpeg
-//! through `image`, PNG (the 8-byte signature) to `png` through `image` (ImageNet has a PNG named
-//! `.JPEG`). Conversions to RGB follow Pillow's `Image.open(..).convert('RGB')`:
+//! [`decode_rgb8`] sniffs the content (never the file name): JPEG (`FF D8 FF`) goes to libjpeg-turbo's
+//! decoder (the C code vendored by `mozjpeg-sys`, through the `mozjpeg` crate), PNG (the 8-byte
+//! signature) to `png` through `image` (ImageNet has a PNG named `.JPEG`). JPEGs are decoded with
+//! the settings Pillow's `JpegDecode.c` uses outside draft mode, which are libjpeg's defaults:
+//! accurate integer IDCT (`JDCT_ISLOW`), fancy chroma upsampling, default block smoothing, and
+//! libjpeg's own guess of the file's colour space (JFIF/Adobe markers, component ids). Pillow links
+//! libjpeg-turbo, whose decoder mozjpeg shares, so the pixels are bit-identical to
+//! `Image.open(..).convert('RGB')` (all 300 sample images and the synthetic fixtures: baseline
+//! 4:2:0/4:2:2/4:4:4, odd sizes, restart markers, progressive, grayscale, CMYK, YCCK). The SIMD
+//! kernels (built when `nasm` is present) and the portable C give the same pixels. Conversions to
+//! RGB follow Pillow:
+//! * 3 components: libjpeg's `JCS_RGB` output (YCbCr→RGB, or RGB as stored);
 //! * grayscale (JPEG `L`, PNG `L`/`LA`) replicates the luma to R=G=B; alpha is dropped, never composited;
-//! * CMYK/YCCK JPEGs: Pillow (any version since 0.6) always reads 4-component JPEGs as
-//!   Adobe-*inverted* CMYK (`rawmode "CMYK;I"`) whatever the APP14 marker says, then converts with
-//!   `R = (255-K) - (C·(255-K) ≈/255)`, i.e. `R ≈ raw_c·raw_k/255` in the stored (inverted) values.
-//!   zune-jpeg computes `R = round(raw_c·raw_k/255)` for CMYK and, for YCCK, `round((255-R_ycc)·K/255)`,
-//!   which is the same thing up to ±1 of rounding, so we take its RGB output as is;
+//! * CMYK/YCCK JPEGs: libjpeg outputs `JCS_CMYK` (YCCK through its own YCC→RGB and `255-x`); Pillow
+//!   (any version since 0.6) reads every 4-component JPEG as Adobe-*inverted* CMYK (`rawmode
+//!   "CMYK;I"`) whatever the APP14 marker says, and `convert('RGB')` is `Convert.c: cmyk2rgb`,
+//!   `R = clip(nk - MULDIV255(C, nk))` with `C = 255 - raw_c`, `nk = raw_k`, done here exactly;
+//! * other component counts are [`DecodeError::Unsupported`], as Pillow refuses them;
 //! * 16-bit PNGs: RGB/RGBA/LA keep the high byte (Pillow's `;16B` raw modes), 16-bit gray is clipped
 //!   to 255 (Pillow opens it as `I;16` and its `I;16 → RGB` conversion clips).
 //!
 //! EXIF orientation is ignored, as `PIL.Image.open` ignores it.
 //!
-//! Memory is bounded: the header is parsed first and `width × height > max_pixels` is rejected with
-//! [`DecodeError::TooLarge`] before the frame is allocated. A JPEG must be structurally complete: its
-//! marker stream is walked (segments by length, entropy-coded data to the next marker) and must reach
-//! EOI; zune-jpeg in its lenient mode would otherwise fill a truncated scan with grey, where Pillow
-//! raises "image file is truncated". Bytes that are neither JPEG nor PNG are [`DecodeError::Corrupt`]
+//! libjpeg's fatal errors (`error_exit`) unwind out of the C code (the `mozjpeg` crate's error
+//! manager calls `resume_unwind`, which skips the panic hook, so nothing is printed); they are caught
+//! here and become [`DecodeError::Corrupt`] with libjpeg's message ([`DecodeError::Unsupported`]
+//! for its "Unsupported ..." ones, e.g. 12-bit or lossless JPEGs). Its warnings (corrupt data, junk
+//! before a marker) are ignored, as Pillow ignores them.
+//!
+//! Memory is bounded: the header is parsed first (`jpeg_read_header` / the PNG header) and
+//! `width × height > max_pixels` is rejected with [`DecodeError::TooLarge`] before the frame, or any
+//! of libjpeg's frame-sized buffers (`jpeg_start_decompress`), is allocated. A JPEG must be
+//! structurally complete: its marker stream is walked (segments by length, entropy-coded data to the
+//! next marker) and must reach EOI; the `mozjpeg` source manager would otherwise fake an EOI at the end
+//! of the data and libjpeg would fill the rest of a truncated scan with grey, where Pillow raises
+//! "image file is truncated". Bytes that are neither JPEG nor PNG are [`DecodeError::Corrupt`]
 //! unless they carry another known format's signature (GIF, BMP, WebP, TIFF), which is
 //! [`DecodeError::Unsupported`].
 //!
@@ -44,7 +61,6 @@
 
 use std::io::Cursor;
 
-use image::codecs::jpeg::JpegDecoder;
 use image::codecs::png::PngDecoder;
 use image::{ColorType, ImageDecoder, ImageError, RgbImage};
 
@@ -251,10 +267,10 @@ pub fn decode_rgb8(bytes: &[u8], max_pixels: u64) -> Result<RgbImage, DecodeErro
 /// Read only the header and return `(width, height)`; cheap, allocates nothing per pixel.
 pub fn image_dimensions(bytes: &[u8]) -> Result<(u32, u32), DecodeError> {
     match sniff_format(bytes)? {
-        SniffedFormat::Jpeg => {
-            let dec = JpegDecoder::new(Cursor::new(bytes)).map_err(from_image_error)?;
-            Ok(dec.dimensions())
-        }
+        SniffedFormat::Jpeg => with_libjpeg(|| {
+            let dec = jpeg_header(bytes)?;
+            Ok((dec.width() as u32, dec.height() as u32))
+        }),
         SniffedFormat::Png => {
             let dec = PngDecoder::new(Cursor::new(bytes)).map_err(from_image_error)?;
             Ok(dec.dimensions())
@@ -262,28 +278,145 @@ pub fn image_dimensions(bytes: &[u8]) -> Result<(u32, u32), DecodeError> {
     }
 }
 
-fn decode_jpeg(bytes: &[u8], max_pixels: u64) -> Result<RgbImage, DecodeError> {
-    // Header first (JpegDecoder::new parses markers up to the first SOS, no frame allocation).
-    let dec = JpegDecoder::new(Cursor::new(bytes)).map_err(from_image_error)?;
-    let (w, h) = dec.dimensions();
-    check_size(w, h, max_pixels)?;
-    check_jpeg_complete(bytes)?;
-    let npx = w as usize * h as usize;
-    match dec.color_type() {
-        ColorType::Rgb8 => {
-            let mut buf = vec![0u8; npx * 3];
-            dec.read_image(&mut buf).map_err(from_image_error)?;
-            Ok(RgbImage::from_raw(w, h, buf).expect("buffer sized from the header"))
+/// Run libjpeg work, turning its fatal errors into [`DecodeError`]s. The `mozjpeg` crate's error
+/// manager reports a libjpeg `error_exit` by unwinding (`std::panic::resume_unwind` through the
+/// `C-unwind` frames, which skips the panic hook, so nothing is printed) with the formatted libjpeg
+/// message as payload; its warnings (`emit_message`) are silenced, as Pillow ignores them too.
+/// Everything libjpeg allocated is freed by `Decompress`'s `Drop` during the unwind.
+fn with_libjpeg<T>(f: impl FnOnce() -> Result<T, DecodeError>) -> Result<T, DecodeError> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(r) => r,
+        Err(payload) => {
+            let msg = payload
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| payload.downcast_ref::<&str>().copied())
+                .unwrap_or("libjpeg error");
+            let msg = msg.strip_prefix("libjpeg fatal error: ").unwrap_or(msg);
+            // libjpeg's "Unsupported JPEG process/data precision/color conversion ..." are
+            // well-formed files we cannot decode; anything else is a damaged stream.
+            Err(if msg.starts_with("Unsupported") {
+                DecodeError::Unsupported(format!("JPEG: {msg}"))
+            } else {
+                DecodeError::Corrupt(format!("JPEG: {msg}"))
+            })
         }
-        ColorType::L8 => {
-            let mut luma = vec![0u8; npx];
-            dec.read_image(&mut luma).map_err(from_image_error)?;
-            Ok(gray_to_rgb(w, h, &luma, 1))
-        }
-        other => Err(DecodeError::Unsupported(format!(
-            "JPEG colour type {other:?}"
-        ))),
     }
+}
+
+/// Parse the JPEG header (markers up to the first SOS; no frame allocation). Call inside
+/// [`with_libjpeg`].
+fn jpeg_header(bytes: &[u8]) -> Result<mozjpeg::Decompress<&[u8]>, DecodeError> {
+    mozjpeg::Decompress::new_mem(bytes).map_err(|e| DecodeError::Corrupt(format!("JPEG: {e}")))
+}
+
+/// Pillow's `CMYK → RGB` (`libImaging/Convert.c: cmyk2rgb`) applied to libjpeg's raw CMYK output,
+/// which Pillow first inverts (`rawmode "CMYK;I"`): with `c = 255 - raw_c`, `nk = 255 - (255 -
+/// raw_k) = raw_k`, `R = clip(nk - MULDIV255(c, nk))`, `MULDIV255(a, b) = (t + (t >> 8)) >> 8` with
+/// `t = a·b + 128`.
+#[inline]
+fn cmyk_inverted_to_rgb(raw: &[u8], out: &mut [u8]) {
+    for (px, o) in raw.chunks_exact(4).zip(out.chunks_exact_mut(3)) {
+        let nk = u32::from(px[3]);
+        for c in 0..3 {
+            let t = (255 - u32::from(px[c])) * nk + 128;
+            let m = ((t >> 8) + t) >> 8;
+            o[c] = nk.saturating_sub(m) as u8;
+        }
+    }
+}
+
+fn decode_jpeg(bytes: &[u8], max_pixels: u64) -> Result<RgbImage, DecodeError> {
+    with_libjpeg(|| {
+        // Header first: jpeg_read_header parses the markers up to the first SOS; libjpeg allocates
+        // its frame-sized buffers only in jpeg_start_decompress, after the size check.
+        let mut dec = jpeg_header(bytes)?;
+        let (w, h) = (dec.width() as u32, dec.height() as u32);
+        check_size(w, h, max_pixels)?;
+        check_jpeg_complete(bytes)?;
+        // Pillow's decoder settings (JpegDecode.c, no draft mode): libjpeg's defaults, i.e. the
+        // accurate integer IDCT and fancy (triangle) chroma upsampling; block smoothing stays at
+        // its default (it only acts on incomplete progressive coefficients). jpeg_color_space is
+        // left to libjpeg's own JFIF/Adobe/component-id guess, as Pillow passes no jpegmode.
+        dec.dct_method(mozjpeg::DctMethod::IntegerSlow);
+        dec.do_fancy_upsampling(true);
+        let ncomp = dec.components().len();
+        let npx = w as usize * h as usize;
+        let wu = w as usize;
+        match ncomp {
+            3 => {
+                // Pillow: mode RGB, out_color_space JCS_RGB (YCbCr→RGB by libjpeg).
+                let mut started = dec
+                    .rgb()
+                    .map_err(|e| DecodeError::Corrupt(format!("JPEG: {e}")))?;
+                check_output_size(started.width(), started.height(), w, h)?;
+                let mut buf = vec![0u8; npx * 3];
+                started
+                    .read_scanlines_into::<u8>(&mut buf)
+                    .map_err(|e| DecodeError::Corrupt(format!("JPEG: {e}")))?;
+                finish(started)?;
+                Ok(RgbImage::from_raw(w, h, buf).expect("buffer sized from the header"))
+            }
+            1 => {
+                // Pillow: mode L (JCS_GRAYSCALE); convert('RGB') replicates the luma.
+                let mut started = dec
+                    .to_colorspace(mozjpeg::ColorSpace::JCS_GRAYSCALE)
+                    .map_err(|e| DecodeError::Corrupt(format!("JPEG: {e}")))?;
+                check_output_size(started.width(), started.height(), w, h)?;
+                let mut out = vec![0u8; npx * 3];
+                let mut row = vec![0u8; wu];
+                for orow in out.chunks_exact_mut(wu * 3) {
+                    started
+                        .read_scanlines_into::<u8>(&mut row)
+                        .map_err(|e| DecodeError::Corrupt(format!("JPEG: {e}")))?;
+                    for (o, &g) in orow.chunks_exact_mut(3).zip(&row) {
+                        o.fill(g);
+                    }
+                }
+                finish(started)?;
+                Ok(RgbImage::from_raw(w, h, out).expect("buffer sized from the header"))
+            }
+            4 => {
+                // Pillow: mode CMYK with rawmode "CMYK;I" whatever the Adobe marker says; libjpeg
+                // outputs JCS_CMYK from CMYK or YCCK (its own YCC→RGB then 255-x), then Pillow's
+                // cmyk2rgb.
+                let mut started = dec
+                    .to_colorspace(mozjpeg::ColorSpace::JCS_CMYK)
+                    .map_err(|e| DecodeError::Corrupt(format!("JPEG: {e}")))?;
+                check_output_size(started.width(), started.height(), w, h)?;
+                let mut out = vec![0u8; npx * 3];
+                let mut row = vec![0u8; wu * 4];
+                for orow in out.chunks_exact_mut(wu * 3) {
+                    started
+                        .read_scanlines_into::<u8>(&mut row)
+                        .map_err(|e| DecodeError::Corrupt(format!("JPEG: {e}")))?;
+                    cmyk_inverted_to_rgb(&row, orow);
+                }
+                finish(started)?;
+                Ok(RgbImage::from_raw(w, h, out).expect("buffer sized from the header"))
+            }
+            // Pillow: "cannot handle N-layer images".
+            n => Err(DecodeError::Unsupported(format!(
+                "JPEG with {n} components"
+            ))),
+        }
+    })
+}
+
+fn check_output_size(ow: usize, oh: usize, w: u32, h: u32) -> Result<(), DecodeError> {
+    if (ow, oh) != (w as usize, h as usize) {
+        return Err(DecodeError::Corrupt(format!(
+            "JPEG: libjpeg output {ow}x{oh} differs from the header's {w}x{h}"
+        )));
+    }
+    Ok(())
+}
+
+/// `jpeg_finish_decompress`, as Pillow's decoder calls it after the last scanline.
+fn finish<R>(started: mozjpeg::decompress::DecompressStarted<R>) -> Result<(), DecodeError> {
+    started
+        .finish()
+        .map_err(|e| DecodeError::Corrupt(format!("JPEG: {e}")))
 }
 
 fn gray_to_rgb(w: u32, h: u32, src: &[u8], stride: usize) -> RgbImage {

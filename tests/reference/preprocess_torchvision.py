@@ -11,9 +11,12 @@ Two sub-commands, each writing raw little-endian arrays plus a JSON manifest int
             for each configuration given with --config NAME:INTERP:RESIZE:CROP:M0,M1,M2:S0,S1,S2.
             manifest.json lists images (id, file, w, h, offsets in bytes) and configurations.
 
-  fixtures  Small synthetic files for decode unit tests (grayscale, CMYK with Adobe marker,
-            YCCK-free CMYK, a 10000x10000 grayscale JPEG, PNGs) and Pillow's convert('RGB') of
+  fixtures  Small synthetic files for decode unit tests (baseline 4:2:0/4:2:2/4:4:4, odd sizes,
+            restart markers, progressive, grayscale, CMYK with and without the Adobe marker,
+            a 10000x10000 grayscale JPEG, PNGs) and Pillow's convert('RGB') of
             each: <name>.bin (encoded bytes) and <name>.rgb (RGB8, HWC); fixtures.json lists them.
+
+  convert   FILE...: Pillow's convert('RGB') of each file to FILE.rgb, with FILE.json (mode, size).
 
 Only torch/torchvision's transforms are used for the tensors; nothing is reimplemented here.
 """
@@ -124,6 +127,23 @@ def encode(im, fmt, **kw):
     return b.getvalue()
 
 
+def strip_app14(data):
+    """Remove every APP14 (Adobe) segment from a JPEG's header."""
+    out, i = bytearray(data[:2]), 2
+    while i < len(data):
+        assert data[i] == 0xFF, i
+        code = data[i + 1]
+        if code == 0xDA:  # SOS: the rest is scan data
+            out += data[i:]
+            break
+        n = int.from_bytes(data[i + 2 : i + 4], "big")
+        if code != 0xEE:
+            out += data[i : i + 2 + n]
+        i += 2 + n
+    assert bytes(out) != data, "no APP14 segment"
+    return bytes(out)
+
+
 def cmd_fixtures(args):
     rng = np.random.default_rng(12345)
     out = args.out
@@ -136,13 +156,30 @@ def cmd_fixtures(args):
     save_fixture(out, "rgb_420", encode(rgb, "JPEG", quality=90), entries)
     save_fixture(out, "rgb_444", encode(rgb, "JPEG", quality=95, subsampling=0), entries)
     save_fixture(out, "rgb_progressive", encode(rgb, "JPEG", quality=90, progressive=True), entries)
+    # Odd sizes (partial MCUs at the right/bottom edges, where fancy upsampling replicates the
+    # last column/row), 4:2:2, restart markers, progressive + odd size.
+    odd = Image.fromarray(noisy[:45, :61], "RGB")
+    save_fixture(out, "rgb_420_odd", encode(odd, "JPEG", quality=85), entries)
+    save_fixture(out, "rgb_422_odd", encode(odd, "JPEG", quality=85, subsampling=1), entries)
+    save_fixture(out, "rgb_progressive_odd", encode(odd, "JPEG", quality=80, progressive=True),
+                 entries)
+    save_fixture(out, "rgb_restart", encode(rgb, "JPEG", quality=90, restart_marker_blocks=3),
+                 entries)
     gray = Image.fromarray(noisy[:, :, 0], "L")
     save_fixture(out, "gray", encode(gray, "JPEG", quality=90), entries)
+    save_fixture(out, "gray_progressive_odd",
+                 encode(Image.fromarray(noisy[:45, :61, 1], "L"), "JPEG", quality=90,
+                        progressive=True), entries)
     # Pillow writes CMYK JPEGs inverted with an Adobe APP14 marker (transform 0), as Photoshop does.
     cmyk = Image.fromarray(
         np.concatenate([noisy, (255 - noisy[:, :, :1]) // 3], axis=2).astype(np.uint8), "CMYK"
     )
     save_fixture(out, "cmyk", encode(cmyk, "JPEG", quality=95), entries)
+    save_fixture(out, "cmyk_progressive", encode(cmyk, "JPEG", quality=90, progressive=True),
+                 entries)
+    # A 4-component JPEG without the Adobe APP14 marker (libjpeg then assumes plain CMYK; Pillow
+    # still reads it as inverted CMYK): the same file with its APP14 segment cut out.
+    save_fixture(out, "cmyk_no_adobe", strip_app14(encode(cmyk, "JPEG", quality=95)), entries)
     # PNGs: 8-bit RGB, RGBA (alpha dropped by convert), palette, grayscale, 16-bit RGB.
     save_fixture(out, "png_rgb", encode(rgb, "PNG"), entries)
     rgba = Image.fromarray(np.concatenate([noisy, noisy[:, :, :1]], 2), "RGBA")
@@ -157,6 +194,20 @@ def cmd_fixtures(args):
     print(f"wrote {len(entries)} fixtures to {out}")
 
 
+def cmd_convert(args):
+    """Pillow's Image.open(p).convert('RGB') of each given file, to <p>.rgb (HWC RGB8), and
+    <p>.json with mode and size (for files made by the Rust tests, e.g. YCCK JPEGs Pillow can't
+    write)."""
+    for p in args.files:
+        with Image.open(p) as im0:
+            mode, size = im0.mode, im0.size
+            rgb = np.asarray(im0.convert("RGB"), dtype=np.uint8)
+        with open(p + ".rgb", "wb") as f:
+            f.write(rgb.tobytes())
+        with open(p + ".json", "w") as f:
+            json.dump({"mode": mode, "w": size[0], "h": size[1]}, f)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -168,7 +219,11 @@ def main():
     t.add_argument("--limit", type=int, default=0)
     f = sub.add_parser("fixtures")
     f.add_argument("--out", required=True)
+    c = sub.add_parser("convert")
+    c.add_argument("files", nargs="+")
     args = ap.parse_args()
+    if args.cmd == "convert":
+        return cmd_convert(args)
     os.makedirs(args.out, exist_ok=True)
     {"tensors": cmd_tensors, "fixtures": cmd_fixtures}[args.cmd](args)
 
