@@ -42,6 +42,21 @@ enum Command {
         #[arg(long = "hostfile")]
         hostfile: Option<PathBuf>,
     },
+    /// Pack a dataset (Kaggle or ILSVRC layout, or shards) into WebDataset-style tar shards plus an
+    /// index.json: the unit of distribution for clusters and object stores.
+    Shard {
+        /// The dataset folder (or URL of a shard folder).
+        data: PathBuf,
+        /// Output folder for shard-NNNNN.tar and index.json.
+        #[arg(long)]
+        out: PathBuf,
+        /// Images per shard.
+        #[arg(long, default_value_t = 1000)]
+        shard_size: usize,
+        /// Only the first N images (sorted by id).
+        #[arg(long)]
+        limit: Option<usize>,
+    },
     /// Start N processes of one command on loopback, as one timely cluster, and wait for them all:
     /// `qcam spawn -n 2 -- run jobs/demo.toml`.
     Spawn {
@@ -83,6 +98,20 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
             if !clustered {
                 println!("{}", crate::report::report(&out_dir)?);
             }
+            Ok(())
+        }
+        Command::Shard { data, out, shard_size, limit } => {
+            let cfg = sources::DataConfig::at(data, limit);
+            let dataset = sources::Dataset::open(&cfg)?;
+            let index = sources::write_shards(&dataset, &out, shard_size)?;
+            let errors: usize = index.shards.iter().map(|s| s.errors.len()).sum();
+            println!(
+                "qcam shard: {} images in {} shards ({} listed as errors) -> {}",
+                index.total,
+                index.shards.len(),
+                errors,
+                out.display()
+            );
             Ok(())
         }
         Command::Spawn { processes, command } => {

@@ -28,7 +28,7 @@ use timely::dataflow::operators::vec::Map;
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::{InputHandle, ProbeHandle, StreamVec};
 
-use crate::data::{read_sample, Dataset, Shard};
+use sources::{Dataset, Fetcher, Shard, ShardReader};
 use crate::job::Job;
 use crate::models::{set_torch_threads, PairSpec};
 use crate::sink::{write_part, Table};
@@ -37,6 +37,8 @@ use crate::sink::{write_part, Table};
 pub struct Plan {
     pub job: Job,
     pub dataset: Dataset,
+    /// Shard bytes from local files or object stores, with prefetch; shared by the workers.
+    pub fetch: Fetcher,
     pub pairs: Vec<PairSpec>,
     pub out_dir: PathBuf,
 }
@@ -80,10 +82,12 @@ pub fn run_worker(
 
     let mine: Vec<&Shard> = plan.dataset.shards.iter().filter(|s| s.index % peers == index).collect();
     // Batch k of this worker is timestamp k; remember which shard each batch belongs to.
-    let mut batches: Vec<(usize, &[crate::data::Entry])> = Vec::new();
+    // (shard slot, batch length): counts are known up front from the listing or the shard index.
+    let mut batches: Vec<(usize, usize)> = Vec::new();
     for (slot, shard) in mine.iter().enumerate() {
-        for chunk in shard.entries.chunks(job.run.batch_size) {
-            batches.push((slot, chunk));
+        let n = shard.count();
+        for start in (0..n).step_by(job.run.batch_size) {
+            batches.push((slot, (n - start).min(job.run.batch_size)));
         }
     }
     let shard_of_time: Rc<Vec<usize>> = Rc::new(batches.iter().map(|b| b.0).collect());
@@ -138,12 +142,20 @@ pub fn run_worker(
     });
 
     let mut images_in = 0;
-    for (time, (slot, entries)) in batches.iter().enumerate() {
-        let shard = &mine[*slot].name;
-        for entry in entries.iter() {
-            input.send(read_sample(entry, shard));
+    let mut reader: Option<(usize, ShardReader)> = None;
+    for (time, &(slot, len)) in batches.iter().enumerate() {
+        if reader.as_ref().map(|r| r.0) != Some(slot) {
+            reader = Some((slot, mine[slot].open(&plan.fetch)));
+            // The next shard's bytes start flowing while this one is read.
+            if let Some(next) = mine.get(slot + 1) {
+                plan.fetch.prefetch(next);
+            }
         }
-        images_in += entries.len();
+        let (_, current) = reader.as_mut().expect("opened above");
+        for item in current.by_ref().take(len) {
+            input.send(item);
+        }
+        images_in += len;
         input.advance_to(time as u64 + 1);
         // Backpressure: the source waits while too many batches are unfinished downstream.
         let horizon = (time as u64 + 1).saturating_sub(job.run.max_in_flight as u64);

@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use operators::eigencam::SignPolicy;
+pub use sources::{DataConfig, Layout};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, thiserror::Error)]
@@ -32,34 +33,6 @@ pub struct Job {
     #[serde(default)]
     pub wsol: WsolConfig,
     pub output: OutputConfig,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Layout {
-    /// Detect from the folder contents.
-    Auto,
-    /// Kaggle "ImageNet Object Localization Challenge": `LOC_val_solution.csv` + `ILSVRC/Data/CLS-LOC/val`.
-    Kaggle,
-    /// Original ILSVRC2012: a folder of val JPEGs, `ILSVRC2012_bbox_val_v3` XMLs, a labels file.
-    Ilsvrc,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DataConfig {
-    pub path: PathBuf,
-    #[serde(default = "default_layout")]
-    pub layout: Layout,
-    /// Images per shard when a folder layout is split into shards (shards are the unit of work).
-    #[serde(default = "default_shard_size")]
-    pub shard_size: usize,
-    /// Only the first `limit` images (sorted by id); for quick runs.
-    #[serde(default)]
-    pub limit: Option<usize>,
-    /// Decode refuses images above this many pixels instead of allocating them.
-    #[serde(default = "default_max_pixels")]
-    pub max_pixels: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -111,16 +84,6 @@ pub struct OutputConfig {
     pub overwrite: bool,
 }
 
-fn default_layout() -> Layout {
-    Layout::Auto
-}
-fn default_shard_size() -> usize {
-    100
-}
-fn default_max_pixels() -> u64 {
-    // 100 MP: every ImageNet val image fits; a decompression bomb does not.
-    100_000_000
-}
 fn default_batch_size() -> usize {
     16
 }
@@ -177,7 +140,10 @@ impl Job {
                 *p = base.join(&*p);
             }
         };
-        resolve(&mut self.data.path);
+        // A URL (s3://, gs://, https://) is not a path relative to anything.
+        if !sources::is_url(&self.data.path) {
+            resolve(&mut self.data.path);
+        }
         resolve(&mut self.models.dir);
         resolve(&mut self.output.dir);
     }

@@ -5,7 +5,6 @@
 //! Parquet output and reports.
 
 pub mod cli;
-pub mod data;
 pub mod graph;
 pub mod job;
 pub mod models;

@@ -39,8 +39,12 @@ pub fn spawn(progress: Arc<Progress>, total: usize, processes: usize) -> Reporte
                 let done = progress.images_done();
                 let secs = start.elapsed().as_secs_f64().max(1e-9);
                 let rate = done as f64 / secs;
-                let eta = if rate > 0.0 { (expected.saturating_sub(done)) as f64 / rate } else { f64::NAN };
-                let line = format!("images {done}/{expected}  {rate:.1} img/s  ETA {eta:.0} s");
+                let eta = if rate > 0.0 {
+                    format!("{:.0} s", expected.saturating_sub(done) as f64 / rate)
+                } else {
+                    "?".to_string()
+                };
+                let line = format!("images {done}/{expected}  {rate:.1} img/s  ETA {eta}");
                 let mut err = std::io::stderr().lock();
                 if tty {
                     let width = 30;

@@ -7,7 +7,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
-use crate::data::Dataset;
+use sources::Dataset;
 use crate::graph::{run_worker, Plan, Progress, WorkerReport};
 use crate::job::Job;
 use crate::models::{Manifest, PairSpec};
@@ -92,7 +92,8 @@ pub fn plan(job_path: &Path, opts: &RunOptions) -> Result<Plan> {
         pairs.push(spec);
     }
     let out_dir = job.output.dir.clone();
-    Ok(Plan { job, dataset, pairs, out_dir })
+    let fetch = sources::Fetcher::new()?;
+    Ok(Plan { job, dataset, fetch, pairs, out_dir })
 }
 
 /// Refuses to mix a new run into an old one unless asked to replace it.

@@ -71,6 +71,7 @@ fn baseline_on_the_sample_matches_torchvision() {
     let ours = top1_by_image(&out);
     let image_dir = common::sample_dir().join("ILSVRC/Data/CLS-LOC/val");
     let script = common::repo_root().join("tests/reference/torchvision_predictions.py");
+    let mut low = Vec::new();
     for pair in PAIRS {
         let manifest = common::pair_dir(pair).join("manifest.json");
         let reference = tmp.path().join(format!("{pair}.json"));
@@ -93,9 +94,12 @@ fn baseline_on_the_sample_matches_torchvision() {
             let agree = theirs.iter().filter(|(id, v)| ours[id.as_str()] == v[variant][0]).count();
             let share = agree as f64 / images as f64;
             eprintln!("{pair} {variant}: top-1 agreement with torchvision preprocessing {agree}/{images} = {:.1}%", 100.0 * share);
-            assert!(share >= 0.99, "{pair} {variant}: only {agree}/{images} top-1 agree with torchvision");
+            if share < 0.99 {
+                low.push(format!("{pair} {variant}: {agree}/{images}"));
+            }
         }
     }
+    assert!(low.is_empty(), "top-1 agreement with torchvision below 99%: {low:?}");
 }
 
 #[test]

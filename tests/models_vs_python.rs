@@ -62,8 +62,8 @@ fn check_pair(name: &str) {
         assert_eq!(ours.act_shape.to_vec(), spec.manifest.cam_layer.shape.to_vec(), "{name} {v}: CAM layer shape");
         if variant == Variant::Quantized {
             let q = ours.qparams.expect("int8 activation comes back quantized");
-            let scale = meta["q_scale"].as_f64().unwrap() as f32;
-            let zp = meta["q_zero_point"].as_i64().unwrap() as i32;
+            let scale = meta["quantized"]["q_scale"].as_f64().unwrap() as f32;
+            let zp = meta["quantized"]["q_zero_point"].as_i64().unwrap() as i32;
             assert_eq!((q.scale, q.zero_point), (scale, zp), "{name}: activation qparams");
         } else {
             assert!(ours.qparams.is_none());

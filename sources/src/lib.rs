@@ -1,17 +1,34 @@
-//! Where images come from: ImageNet validation in the Kaggle or the original ILSVRC layout, listed
-//! once, sorted by id and cut into shards, the unit of work and of output part files.
+//! Where images come from: ImageNet validation in the Kaggle or the original ILSVRC layout, or
+//! WebDataset tar shards (local or behind an `http(s)://`, `s3://`, `gs://` URL), listed once,
+//! sorted by id and cut into shards, the unit of work and of output part files.
+//!
+//! No libtorch and no timely here: a shard opens as a plain iterator of samples or error rows,
+//! testable alone.
 
+mod fetch;
 mod ilsvrc;
+mod index;
 mod kaggle;
+mod location;
+mod read;
 mod voc;
+mod write;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use operators::{BoxXyxy, Sample};
+pub use fetch::{Fetcher, PREFETCH_BYTES};
+pub use index::{
+    is_plain_name, sample_digest, ListedError, SampleMeta, ShardIndex, ShardListing, INDEX_FILE, INDEX_FORMAT,
+    INDEX_VERSION,
+};
+pub use location::{is_url, Location};
+pub use read::ShardReader;
+pub use write::write_shards;
 
-use crate::job::{DataConfig, Layout};
-use crate::sink::{ErrorRow, Stage};
+use operators::{BoxXyxy, ErrorRow, Sample, Stage};
+use serde::{Deserialize, Serialize};
 
 /// The 1000 ImageNet-1k wnids in sorted order: class index = position (SPEC §1). Shipped so the
 /// original ILSVRC layout, which has no synset file of its own, labels exactly like Kaggle's.
@@ -23,6 +40,77 @@ pub enum DataError {
     Layout { path: PathBuf, message: String },
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
+    #[error("{url}: {message}")]
+    Url { url: String, message: String },
+    #[error("{url}: {message}")]
+    Fetch { url: String, message: String },
+    #[error("{location}: {message}")]
+    Index { location: String, message: String },
+    #[error("shard {shard}: {message}")]
+    Shard { shard: String, message: String },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Layout {
+    /// Detect from the folder contents.
+    Auto,
+    /// Kaggle "ImageNet Object Localization Challenge": `LOC_val_solution.csv` + `ILSVRC/Data/CLS-LOC/val`.
+    Kaggle,
+    /// Original ILSVRC2012: a folder of val JPEGs, `ILSVRC2012_bbox_val_v3` XMLs, a labels file.
+    Ilsvrc,
+    /// WebDataset tar shards with an `index.json` (written by [`write_shards`]); the only layout
+    /// readable from a URL.
+    Shards,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataConfig {
+    /// A folder, or a URL (`http(s)://`, `s3://bucket/prefix`, `gs://bucket/prefix`) of the folder
+    /// holding `index.json`; see [`DataConfig::location`].
+    pub path: PathBuf,
+    #[serde(default = "default_layout")]
+    pub layout: Layout,
+    /// Images per shard when a folder layout is split into shards (shards are the unit of work).
+    /// Tar shards keep the split they were written with.
+    #[serde(default = "default_shard_size")]
+    pub shard_size: usize,
+    /// Only the first `limit` images (sorted by id); for quick runs.
+    #[serde(default)]
+    pub limit: Option<usize>,
+    /// Decode refuses images above this many pixels instead of allocating them.
+    #[serde(default = "default_max_pixels")]
+    pub max_pixels: u64,
+}
+
+impl DataConfig {
+    /// A configuration with every default but the location (and an optional limit).
+    pub fn at(path: PathBuf, limit: Option<usize>) -> DataConfig {
+        DataConfig {
+            path,
+            layout: default_layout(),
+            shard_size: default_shard_size(),
+            limit,
+            max_pixels: default_max_pixels(),
+        }
+    }
+
+    /// `path` as a local folder or a URL; URLs are never resolved against the job file's folder.
+    pub fn location(&self) -> Result<Location, DataError> {
+        Location::parse(&self.path)
+    }
+}
+
+fn default_layout() -> Layout {
+    Layout::Auto
+}
+fn default_shard_size() -> usize {
+    100
+}
+fn default_max_pixels() -> u64 {
+    // Pillow's own limit: every ImageNet val image fits; a decompression bomb does not.
+    operators::decode::DEFAULT_MAX_PIXELS
 }
 
 /// Class indices by wnid.
@@ -72,25 +160,54 @@ pub struct Entry {
     pub boxes: Vec<BoxXyxy>,
 }
 
-/// A fixed group of entries; its name is stable across runs and worker layouts.
+/// A fixed group of images, the unit of distribution: worker `w` reads the shards with
+/// `index % workers == w`. Its name is stable across runs and worker layouts. Read it with
+/// [`Shard::open`]; [`Shard::count`] says how many items that yields.
 #[derive(Clone, Debug)]
 pub struct Shard {
     pub index: usize,
     pub name: String,
-    pub entries: Vec<Entry>,
+    pub source: ShardSource,
+}
+
+#[derive(Clone, Debug)]
+pub enum ShardSource {
+    /// Folder layouts: one image file per entry.
+    Files(Vec<Entry>),
+    /// One WebDataset tar listed in an `index.json`.
+    Tar(Arc<TarShard>),
+}
+
+/// A tar shard as its index describes it (keys cut to `limit` if one is set).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TarShard {
+    /// The tar file, on disk or behind a URL.
+    pub location: Location,
+    /// Every key in order; a reader yields one item per key.
+    pub keys: Vec<String>,
+    pub sample_sha256: BTreeMap<String, String>,
+    pub errors: BTreeMap<String, ListedError>,
+    /// Size of the tar file, to report a truncated download as such.
+    pub bytes: u64,
+    pub sha256: String,
 }
 
 /// The listed dataset, cut into shards.
 #[derive(Clone, Debug)]
 pub struct Dataset {
-    pub root: PathBuf,
+    pub location: Location,
     pub layout: Layout,
     pub shards: Vec<Shard>,
 }
 
 impl Dataset {
+    /// Lists the dataset at `cfg.path`. For a URL this fetches `index.json` (with a short-lived
+    /// [`Fetcher`]); tar shards are only opened when read.
     pub fn open(cfg: &DataConfig) -> Result<Dataset, DataError> {
-        let root = cfg.path.clone();
+        let root = match cfg.location()? {
+            Location::Url(url) => return open_shards(cfg, &Location::Url(url)),
+            Location::Local(root) => root,
+        };
         if !root.is_dir() {
             return Err(DataError::Layout { path: root, message: "data folder does not exist".into() });
         }
@@ -101,6 +218,7 @@ impl Dataset {
         let mut entries = match layout {
             Layout::Kaggle => kaggle::list(&root)?,
             Layout::Ilsvrc => ilsvrc::list(&root)?,
+            Layout::Shards => return open_shards(cfg, &Location::Local(root)),
             Layout::Auto => unreachable!("detect_layout returns a concrete layout"),
         };
         entries.sort_by(|a, b| a.image_id.cmp(&b.image_id));
@@ -113,13 +231,18 @@ impl Dataset {
         let shards = entries
             .chunks(cfg.shard_size)
             .enumerate()
-            .map(|(index, chunk)| Shard { index, name: format!("val-{index:05}"), entries: chunk.to_vec() })
+            .map(|(index, chunk)| Shard {
+                index,
+                name: format!("val-{index:05}"),
+                source: ShardSource::Files(chunk.to_vec()),
+            })
             .collect();
-        Ok(Dataset { root, layout, shards })
+        Ok(Dataset { location: Location::Local(root), layout, shards })
     }
 
+    /// Images over all shards, i.e. items their readers yield.
     pub fn len(&self) -> usize {
-        self.shards.iter().map(|s| s.entries.len()).sum()
+        self.shards.iter().map(Shard::count).sum()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -127,16 +250,61 @@ impl Dataset {
     }
 }
 
+/// Reads and checks `index.json` in `dir`, then lists its shards, cut to `cfg.limit` keys.
+fn open_shards(cfg: &DataConfig, dir: &Location) -> Result<Dataset, DataError> {
+    if !matches!(cfg.layout, Layout::Auto | Layout::Shards) {
+        return Err(DataError::Layout {
+            path: cfg.path.clone(),
+            message: format!("layout {:?} cannot be read from a URL; only `shards` can", cfg.layout),
+        });
+    }
+    let index_at = dir.join(INDEX_FILE);
+    let text = match &index_at {
+        Location::Local(path) => std::fs::read(path).map_err(|source| DataError::Io { path: path.clone(), source })?,
+        Location::Url(url) => Fetcher::new()?.get_all(url)?.to_vec(),
+    };
+    let bad_index = |message: String| DataError::Index { location: index_at.to_string(), message };
+    let index: ShardIndex = serde_json::from_slice(&text).map_err(|e| bad_index(e.to_string()))?;
+    index.validate().map_err(bad_index)?;
+    let mut left = cfg.limit.unwrap_or(usize::MAX);
+    let mut shards = Vec::new();
+    for (position, listing) in index.shards.into_iter().enumerate() {
+        if left == 0 {
+            break;
+        }
+        let mut keys = listing.keys;
+        keys.truncate(left);
+        left -= keys.len();
+        let tar = TarShard {
+            location: dir.join(&listing.file),
+            keys,
+            sample_sha256: listing.sample_sha256,
+            errors: listing.errors,
+            bytes: listing.bytes,
+            sha256: listing.sha256,
+        };
+        shards.push(Shard { index: position, name: listing.name, source: ShardSource::Tar(Arc::new(tar)) });
+    }
+    shards.retain(|s| s.count() > 0);
+    if shards.is_empty() {
+        return Err(bad_index("no images listed".into()));
+    }
+    Ok(Dataset { location: dir.clone(), layout: Layout::Shards, shards })
+}
+
 fn detect_layout(root: &Path) -> Result<Layout, DataError> {
-    if kaggle::looks_like(root) {
+    if root.join(INDEX_FILE).is_file() {
+        Ok(Layout::Shards)
+    } else if kaggle::looks_like(root) {
         Ok(Layout::Kaggle)
     } else if ilsvrc::looks_like(root) {
         Ok(Layout::Ilsvrc)
     } else {
         Err(DataError::Layout {
             path: root.into(),
-            message: "neither the Kaggle layout (LOC_val_solution.csv or ILSVRC/Data/CLS-LOC/val) nor the \
-                      ILSVRC layout (ILSVRC2012_img_val/ with ILSVRC2012_bbox_val_v3/) was found"
+            message: "neither shards (index.json), the Kaggle layout (LOC_val_solution.csv or \
+                      ILSVRC/Data/CLS-LOC/val) nor the ILSVRC layout (ILSVRC2012_img_val/ with \
+                      ILSVRC2012_bbox_val_v3/) was found"
                 .into(),
         })
     }

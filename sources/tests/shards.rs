@@ -1,0 +1,265 @@
+//! WebDataset shards on disk: round trip, determinism, label errors, truncation, corruption and
+//! hostile member names.
+
+mod support;
+
+use std::path::Path;
+
+use operators::Stage;
+use sha2::{Digest, Sha256};
+use sources::{write_shards, DataError, Dataset, Entry, Fetcher, Layout, Location, Shard, ShardIndex, ShardSource};
+use support::{config, fake_image, read_all, sample_root, tiny_kaggle, without_shard};
+
+fn read_index(dir: &Path) -> ShardIndex {
+    serde_json::from_slice(&std::fs::read(dir.join("index.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn real_sample_round_trips_through_shards() {
+    let fetch = Fetcher::new().unwrap();
+    let folder = Dataset::open(&config(sample_root(), Some(25), 10)).unwrap();
+    assert_eq!(folder.layout, Layout::Kaggle);
+    let out = tempfile::tempdir().unwrap();
+    let index = write_shards(&folder, out.path(), 7).unwrap();
+    assert_eq!(index.total, 25);
+    assert_eq!(index.source_layout, Layout::Kaggle);
+    assert_eq!(index.shards.iter().map(|s| s.count).collect::<Vec<_>>(), vec![7, 7, 7, 4]);
+    assert_eq!(index.shards[3].name, "shard-00003");
+    assert_eq!(read_index(out.path()), index, "index.json holds what write_shards returned");
+    for listing in &index.shards {
+        let bytes = std::fs::read(out.path().join(&listing.file)).unwrap();
+        assert_eq!(bytes.len() as u64, listing.bytes);
+        assert_eq!(format!("{:x}", Sha256::digest(&bytes)), listing.sha256, "{}", listing.file);
+    }
+    assert!(!out.path().join("shard-00000.tar.tmp").exists());
+
+    // Auto-detected from index.json; same ids, labels, boxes and bytes as the folder.
+    let shards = Dataset::open(&config(out.path(), None, 10)).unwrap();
+    assert_eq!(shards.layout, Layout::Shards);
+    assert_eq!(shards.len(), 25);
+    assert_eq!(shards.shards.iter().map(|s| (s.index, s.count())).collect::<Vec<_>>(), vec![(0, 7), (1, 7), (2, 7), (3, 4)]);
+    let direct = read_all(&folder, &fetch);
+    let packed = read_all(&shards, &fetch);
+    assert_eq!(direct.len(), 25);
+    assert!(direct.iter().all(|r| r.is_ok()), "the sample has usable labels");
+    assert!(packed.iter().take(7).all(|r| r.as_ref().unwrap().shard == "shard-00000"));
+    assert_eq!(without_shard(packed), without_shard(direct.clone()));
+
+    // The .json member carries the header size of the image.
+    let first = direct[0].as_ref().unwrap();
+    let mut archive = tar::Archive::new(std::fs::File::open(out.path().join("shard-00000.tar")).unwrap());
+    let names_and_meta: Vec<(String, Vec<u8>)> = archive
+        .entries()
+        .unwrap()
+        .map(|e| {
+            let mut e = e.unwrap();
+            let mut data = Vec::new();
+            std::io::Read::read_to_end(&mut e, &mut data).unwrap();
+            (e.path().unwrap().to_string_lossy().into_owned(), data)
+        })
+        .take(3)
+        .collect();
+    let id = &first.image_id;
+    assert_eq!(
+        names_and_meta.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
+        vec![format!("{id}.jpg"), format!("{id}.cls"), format!("{id}.json")]
+    );
+    let meta: serde_json::Value = serde_json::from_slice(&names_and_meta[2].1).unwrap();
+    let (w, h) = operators::decode::image_dimensions(&first.bytes).unwrap();
+    assert_eq!(meta["width"], w);
+    assert_eq!(meta["height"], h);
+    assert_eq!(meta["boxes"][0][0], first.boxes[0].x0);
+    assert_eq!(names_and_meta[1].1, first.label.to_string().into_bytes());
+
+    // `limit` cuts across shards.
+    let limited = Dataset::open(&config(out.path(), Some(9), 10)).unwrap();
+    assert_eq!(limited.shards.iter().map(Shard::count).collect::<Vec<_>>(), vec![7, 2]);
+    let limited_items = read_all(&limited, &fetch);
+    assert_eq!(limited_items.last().unwrap().as_ref().unwrap().image_id, direct[8].as_ref().unwrap().image_id);
+}
+
+#[test]
+fn rewriting_gives_byte_identical_files() {
+    let src = tempfile::tempdir().unwrap();
+    tiny_kaggle(src.path(), 6, 700);
+    let dataset = Dataset::open(&config(src.path(), None, 4)).unwrap();
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    write_shards(&dataset, a.path(), 4).unwrap();
+    // A different mtime on the sources must not leak into the tars.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    for entry in std::fs::read_dir(src.path().join("ILSVRC/Data/CLS-LOC/val")).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::write(&path, std::fs::read(&path).unwrap()).unwrap();
+    }
+    write_shards(&Dataset::open(&config(src.path(), None, 4)).unwrap(), b.path(), 4).unwrap();
+    let mut names: Vec<_> = std::fs::read_dir(a.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    names.sort();
+    assert_eq!(names, vec!["index.json", "shard-00000.tar", "shard-00001.tar"]);
+    for name in names {
+        let (x, y) = (std::fs::read(a.path().join(&name)).unwrap(), std::fs::read(b.path().join(&name)).unwrap());
+        assert!(x == y, "{name:?} differs between two writes");
+    }
+}
+
+#[test]
+fn unusable_labels_are_listed_not_packed_and_read_back_as_errors() {
+    let src = tempfile::tempdir().unwrap();
+    tiny_kaggle(src.path(), 5, 300);
+    let folder = Dataset::open(&config(src.path(), None, 100)).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let index = write_shards(&folder, out.path(), 2).unwrap();
+    assert_eq!(index.total, 5);
+    assert_eq!(index.shards[0].keys, vec!["ILSVRC2012_val_00000000", "ILSVRC2012_val_00000001"]);
+    assert_eq!(index.shards[0].errors["ILSVRC2012_val_00000001"].stage, "label");
+    assert!(index.shards[0].errors["ILSVRC2012_val_00000001"].message.contains("unknown wnid n99999999"));
+    assert!(index.shards[1].errors.contains_key("ILSVRC2012_val_00000003"));
+    assert_eq!(index.shards[1].sample_sha256.len(), 1);
+    // The fake images have no readable header: no width/height, bytes kept as they were.
+    let fetch = Fetcher::new().unwrap();
+    let packed = read_all(&Dataset::open(&config(out.path(), None, 100)).unwrap(), &fetch);
+    let direct = read_all(&folder, &fetch);
+    assert_eq!(packed.len(), 5);
+    assert_eq!(packed.iter().filter(|r| r.is_ok()).count(), 3, "images_in = ok + errors");
+    let row = packed[1].as_ref().unwrap_err();
+    assert_eq!((row.stage, row.shard.as_str()), (Stage::Label, "shard-00000"));
+    assert_eq!(packed[2].as_ref().unwrap().bytes, fake_image(2, 300));
+    assert_eq!(packed[2].as_ref().unwrap().boxes[1], operators::BoxXyxy::new(5, 6, 7, 8));
+    assert_eq!(without_shard(packed), without_shard(direct));
+}
+
+/// Writes 6 fake images of 2000 bytes into one shard and returns (dir, tar path).
+fn one_shard_of_six() -> (tempfile::TempDir, std::path::PathBuf) {
+    let src = tempfile::tempdir().unwrap();
+    tiny_kaggle(src.path(), 6, 2000);
+    let dataset = Dataset::open(&config(src.path(), None, 100)).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    write_shards(&dataset, out.path(), 6).unwrap();
+    let tar = out.path().join("shard-00000.tar");
+    (out, tar)
+}
+
+#[test]
+fn truncated_tar_yields_count_items_with_the_tail_as_errors() {
+    let (out, tar) = one_shard_of_six();
+    let bytes = std::fs::read(&tar).unwrap();
+    // Cut inside the image of the 5th key (index 4): keys 0, 2 packed before it stay readable.
+    let fifth = bytes.windows(16).position(|w| w == b"FAKE-IMAGE-0004-").unwrap();
+    std::fs::write(&tar, &bytes[..fifth + 500]).unwrap();
+    let dataset = Dataset::open(&config(out.path(), None, 100)).unwrap();
+    let items: Vec<_> = dataset.shards[0].open(&Fetcher::new().unwrap()).collect();
+    assert_eq!(items.len(), 6);
+    let ok: Vec<&str> = items.iter().filter_map(|r| r.as_ref().ok()).map(|s| s.image_id.as_str()).collect();
+    assert_eq!(ok, vec!["ILSVRC2012_val_00000000", "ILSVRC2012_val_00000002"]);
+    assert_eq!(items[1].as_ref().unwrap_err().stage, Stage::Label, "listed error keeps its stage");
+    for (i, item) in items.iter().enumerate().skip(4) {
+        let row = item.as_ref().unwrap_err();
+        assert_eq!((row.image_id.as_str(), row.shard.as_str(), row.stage), (format!("ILSVRC2012_val_{i:08}").as_str(), "shard-00000", Stage::Read));
+        assert!(row.message.starts_with("shard shard-00000: "), "{}", row.message);
+        assert!(row.message.contains("truncated"), "{}", row.message);
+    }
+}
+
+#[test]
+fn corrupted_sample_fails_alone_on_its_digest() {
+    let (out, tar) = one_shard_of_six();
+    let mut bytes = std::fs::read(&tar).unwrap();
+    let at = bytes.windows(16).position(|w| w == b"FAKE-IMAGE-0002-").unwrap();
+    bytes[at + 100] ^= 0x20;
+    std::fs::write(&tar, &bytes).unwrap();
+    let index = read_index(out.path());
+    assert_ne!(format!("{:x}", Sha256::digest(&bytes)), index.shards[0].sha256, "the file no longer matches");
+    let items: Vec<_> =
+        Dataset::open(&config(out.path(), None, 100)).unwrap().shards[0].open(&Fetcher::new().unwrap()).collect();
+    assert_eq!(items.len(), 6);
+    let row = items[2].as_ref().unwrap_err();
+    assert_eq!((row.image_id.as_str(), row.stage), ("ILSVRC2012_val_00000002", Stage::Read));
+    assert!(row.message.contains("does not match its sha256"), "{}", row.message);
+    for i in [0, 4, 5] {
+        assert_eq!(items[i].as_ref().unwrap().bytes, fake_image(i, 2000), "sample {i} is untouched");
+    }
+}
+
+#[test]
+fn member_names_that_are_paths_are_rejected_and_never_written() {
+    let (out, tar) = one_shard_of_six();
+    let index = read_index(out.path());
+    // Rebuild the tar with a traversal name first, keeping its size so the index still fits.
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_gnu();
+    let name = b"../evil.jpg";
+    header.as_old_mut().name[..name.len()].copy_from_slice(name);
+    header.set_size(5);
+    header.set_mode(0o644);
+    header.set_entry_type(tar::EntryType::Regular);
+    header.set_cksum();
+    builder.append(&header, &b"pwned"[..]).unwrap();
+    let mut original = tar::Archive::new(std::fs::File::open(&tar).unwrap());
+    for entry in original.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let mut header = entry.header().clone();
+        let mut data = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut data).unwrap();
+        builder.append(&mut header, &data[..]).unwrap();
+    }
+    let bytes = builder.into_inner().unwrap();
+    std::fs::write(&tar, &bytes).unwrap();
+    let mut index = index;
+    index.shards[0].bytes = bytes.len() as u64;
+    std::fs::write(out.path().join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+
+    let items: Vec<_> =
+        Dataset::open(&config(out.path(), None, 100)).unwrap().shards[0].open(&Fetcher::new().unwrap()).collect();
+    assert_eq!(items.len(), 6);
+    for (i, item) in items.iter().enumerate().filter(|(i, _)| ![1, 3].contains(i)) {
+        let row = item.as_ref().unwrap_err();
+        assert!(row.message.contains("`../evil.jpg` is not a plain `key.ext` name: rejected"), "{i}: {}", row.message);
+    }
+    assert!(!out.path().parent().unwrap().join("evil.jpg").exists());
+    assert!(!out.path().join("evil.jpg").exists());
+}
+
+#[test]
+fn image_ids_that_are_paths_cannot_be_packed() {
+    let src = tempfile::tempdir().unwrap();
+    tiny_kaggle(src.path(), 1, 10);
+    let file = src.path().join("ILSVRC/Data/CLS-LOC/val/ILSVRC2012_val_00000000.JPEG");
+    let entry = Entry { image_id: "../evil".into(), path: file, label: Ok(3), boxes: vec![] };
+    let dataset = Dataset {
+        location: Location::Local(src.path().into()),
+        layout: Layout::Kaggle,
+        shards: vec![Shard { index: 0, name: "val-00000".into(), source: ShardSource::Files(vec![entry]) }],
+    };
+    let out = tempfile::tempdir().unwrap();
+    let err = write_shards(&dataset, &out.path().join("shards"), 4).unwrap_err();
+    assert!(matches!(err, DataError::Shard { .. }), "{err}");
+    assert!(err.to_string().contains("image id `../evil` is not a plain name"), "{err}");
+    assert!(!out.path().join("evil.jpg").exists() && !out.path().join("shards/index.json").exists());
+    assert_eq!(std::fs::read_dir(out.path().join("shards")).unwrap().count(), 0, "no temp file left behind");
+}
+
+#[test]
+fn index_with_a_path_key_or_wrong_count_is_refused() {
+    let (out, _) = one_shard_of_six();
+    let original = read_index(out.path());
+    let write = |index: &ShardIndex| std::fs::write(out.path().join("index.json"), serde_json::to_vec(index).unwrap()).unwrap();
+
+    let mut bad = original.clone();
+    let digest = bad.shards[0].sample_sha256.remove("ILSVRC2012_val_00000000").unwrap();
+    bad.shards[0].keys[0] = "../x".into();
+    bad.shards[0].sample_sha256.insert("../x".into(), digest);
+    write(&bad);
+    let err = Dataset::open(&config(out.path(), None, 100)).unwrap_err().to_string();
+    assert!(err.contains("index.json: shard `shard-00000`: key `../x` is not a plain name"), "{err}");
+
+    let mut bad = original.clone();
+    bad.shards[0].count = 7;
+    write(&bad);
+    let err = Dataset::open(&config(out.path(), None, 100)).unwrap_err().to_string();
+    assert!(err.contains("`count` 7 but 6 keys"), "{err}");
+
+    let mut bad = original;
+    bad.shards[0].file = "../shard-00000.tar".into();
+    write(&bad);
+    let err = Dataset::open(&config(out.path(), None, 100)).unwrap_err().to_string();
+    assert!(err.contains("is not a plain `.tar` file name"), "{err}");
+}
