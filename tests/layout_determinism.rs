@@ -1,0 +1,102 @@
+//! Results never depend on the worker layout: the sorted `images` and `pairs` tables (timing columns
+//! aside) of the 300 sample images with three pairs are identical for 1 thread, 2 threads, and 2
+//! processes on loopback started through `qcam spawn`, and their row counts are exact.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use arrow::array::RecordBatch;
+use arrow::util::display::{ArrayFormatter, FormatOptions};
+use qcam::sink::read_table;
+
+const PAIRS: [&str; 3] = ["efficientnet_lite0", "mobilenet_v2_qnnpack", "resnet18_random"];
+const TIMING: [&str; 2] = ["infer_ms", "cam_ms"];
+
+fn write_job(dir: &Path) -> std::path::PathBuf {
+    // torch_threads is pinned so every layout runs the same libtorch kernels; only the timely
+    // layout varies between the three runs.
+    let text = format!(
+        r#"name = "layout-test"
+[data]
+path = "{}"
+shard_size = 40
+[models]
+dir = "{}"
+pairs = [{}]
+[run]
+batch_size = 8
+torch_threads = 1
+[output]
+dir = "{}"
+"#,
+        common::sample_dir().display(),
+        common::models_dir().display(),
+        PAIRS.iter().map(|p| format!("\"{p}\"")).collect::<Vec<_>>().join(", "),
+        dir.join("unused").display()
+    );
+    let job = dir.join("job.toml");
+    std::fs::write(&job, text).unwrap();
+    job
+}
+
+/// Every row rendered as text, timing columns left out, sorted.
+fn canonical(out: &Path, table: &str) -> Vec<String> {
+    let options = FormatOptions::default();
+    let mut rows = Vec::new();
+    for batch in read_table(out, table).unwrap() {
+        rows.extend(render(&batch, &options));
+    }
+    rows.sort();
+    rows
+}
+
+fn render(batch: &RecordBatch, options: &FormatOptions) -> Vec<String> {
+    let schema = batch.schema();
+    let columns: Vec<(String, ArrayFormatter)> = schema
+        .fields()
+        .iter()
+        .zip(batch.columns())
+        .filter(|(f, _)| !TIMING.contains(&f.name().as_str()))
+        .map(|(f, c)| (f.name().clone(), ArrayFormatter::try_new(c.as_ref(), options).unwrap()))
+        .collect();
+    (0..batch.num_rows())
+        .map(|i| columns.iter().map(|(name, f)| format!("{name}={}", f.value(i))).collect::<Vec<_>>().join(" | "))
+        .collect()
+}
+
+fn qcam(args: &[&str]) {
+    let status = Command::new(env!("CARGO_BIN_EXE_qcam")).args(args).status().unwrap();
+    assert!(status.success(), "qcam {args:?} failed");
+}
+
+#[test]
+fn tables_are_identical_across_threads_and_processes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let job = write_job(tmp.path());
+    let job = job.to_str().unwrap();
+    let one = tmp.path().join("one-thread");
+    let two = tmp.path().join("two-threads");
+    let procs = tmp.path().join("two-processes");
+    qcam(&["run", job, "--out", one.to_str().unwrap(), "-w", "1"]);
+    qcam(&["run", job, "--out", two.to_str().unwrap(), "-w", "2"]);
+    qcam(&["spawn", "-n", "2", "--", "run", job, "--out", procs.to_str().unwrap(), "-w", "1"]);
+
+    let images = 300;
+    for table in ["images", "pairs"] {
+        let reference = canonical(&one, table);
+        let per_image = if table == "images" { PAIRS.len() * 2 } else { PAIRS.len() };
+        assert_eq!(reference.len(), images * per_image, "{table}: rows = images × pairs{}", if table == "images" { " × 2" } else { "" });
+        for other in [&two, &procs] {
+            let rows = canonical(other, table);
+            assert_eq!(rows.len(), reference.len(), "{table} row count differs in {}", other.display());
+            let first_diff = rows.iter().zip(&reference).position(|(a, b)| a != b);
+            assert!(first_diff.is_none(), "{table} differs in {} at sorted row {first_diff:?}", other.display());
+        }
+    }
+    // Part files: one per shard, whoever wrote them.
+    let parts = |dir: &Path| std::fs::read_dir(dir.join("images")).unwrap().count();
+    assert_eq!(parts(&one), 300usize.div_ceil(40));
+    assert_eq!(parts(&procs), parts(&one));
+}
