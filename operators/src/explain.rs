@@ -61,8 +61,10 @@ pub fn explain(inf: &Inferred, cfg: &ExplainConfig) -> Explained {
     };
     let row = |variant: Variant, cam: &EigenCam, cam_ms: f32| {
         let out = inf.variant(variant);
+        // Rank logits, not probabilities: softmax in f32 can merge nearly equal logits into a
+        // tie that the logits do not have.
         let probs = softmax(&out.logits);
-        let top5 = top_k(&probs, 5);
+        let top5: Vec<(usize, f32)> = top_k(&out.logits, 5).into_iter().map(|(c, _)| (c, probs[c])).collect();
         let label = inf.meta.label;
         let loc = wsol::localize(&cam.cam, cfg.crop, &inf.meta.boxes, cfg.wsol_threshold);
         let st = stats::act_stats(&out.act, grid);

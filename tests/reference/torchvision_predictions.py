@@ -42,9 +42,12 @@ def main():
                 chunk = files[i:i + args.batch]
                 x = torch.stack([tf(Image.open(p).convert("RGB")) for p in chunk])
                 logits, _ = model(x)
+                # top-1 by argmax: torch documents it as the first maximal index, the tie rule
+                # qcam uses too (int8 logits sit on a coarse grid, so exact ties do happen).
+                top1 = logits.argmax(dim=1).tolist()
                 top5 = logits.topk(5, dim=1).indices.tolist()
-                for p, t in zip(chunk, top5):
-                    out[p.stem][variant] = t
+                for p, t1, t5 in zip(chunk, top1, top5):
+                    out[p.stem][variant] = [t1] + [c for c in t5 if c != t1][:4]
     pathlib.Path(args.out).write_text(json.dumps(out))
 
 
