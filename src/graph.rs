@@ -71,13 +71,13 @@ impl Progress {
 pub fn run_worker(
     worker: &mut timely::worker::Worker,
     plan: &Plan,
-    workers_in_process: usize,
+    workers_on_host: usize,
     progress: &Arc<Progress>,
 ) -> Result<WorkerReport, String> {
     let start = Instant::now();
     let (index, peers) = (worker.index(), worker.peers());
     let job = &plan.job;
-    let torch_threads = job.torch_threads(workers_in_process);
+    let torch_threads = job.torch_threads(workers_on_host);
     set_torch_threads(torch_threads);
 
     let mine: Vec<&Shard> = plan.dataset.shards.iter().filter(|s| s.index % peers == index).collect();

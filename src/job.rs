@@ -191,14 +191,15 @@ impl Job {
         Ok(())
     }
 
-    /// libtorch intra-op threads per worker: the job's value, or the cores shared out among the
-    /// workers of this process (never less than one).
-    pub fn torch_threads(&self, workers_in_process: usize) -> usize {
+    /// libtorch intra-op threads per worker: the job's value, or the cores shared out among all
+    /// workers on this machine, every local process counted (never less than one). Measured:
+    /// two processes of two OpenMP threads each on two cores ran at half the speed of one.
+    pub fn torch_threads(&self, workers_on_host: usize) -> usize {
         if self.run.torch_threads > 0 {
             return self.run.torch_threads;
         }
         let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-        (cores / workers_in_process.max(1)).max(1)
+        (cores / workers_on_host.max(1)).max(1)
     }
 }
 

@@ -110,6 +110,11 @@ fn prepare_output(out_dir: &Path, overwrite: bool) -> Result<()> {
 
 pub fn run(job_path: &Path, opts: &RunOptions) -> Result<PathBuf> {
     let plan = plan(job_path, opts)?;
+    if let Some(c) = &opts.cluster {
+        if c.process >= c.addresses.len() {
+            bail!("--process {} is out of range: the hostfile lists {} processes", c.process, c.addresses.len());
+        }
+    }
     let (process, processes) = match &opts.cluster {
         Some(c) => (c.process, c.addresses.len()),
         None => (0, 1),
@@ -131,6 +136,16 @@ pub fn run(job_path: &Path, opts: &RunOptions) -> Result<PathBuf> {
     };
     let config = timely::Config { communication, worker: timely::WorkerConfig::default() };
 
+    // Processes sharing this machine share its cores: count the hostfile's entries on our host.
+    let local_processes = match &opts.cluster {
+        Some(c) => {
+            let host = |a: &str| a.rsplit_once(':').map(|(h, _)| h.to_string()).unwrap_or_default();
+            let mine = host(&c.addresses[c.process]);
+            c.addresses.iter().filter(|a| host(a) == mine).count()
+        }
+        None => 1,
+    };
+    let workers_on_host = workers * local_processes;
     let started_unix_s = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let start = Instant::now();
     let total = plan.dataset.len();
@@ -148,7 +163,7 @@ pub fn run(job_path: &Path, opts: &RunOptions) -> Result<PathBuf> {
     progress.pairs.store(plan.pairs.len(), std::sync::atomic::Ordering::Relaxed);
     let reporter = crate::progress::spawn(progress.clone(), total, processes);
     let shared = plan.clone();
-    let guards = timely::execute(config, move |worker| run_worker(worker, &shared, workers, &progress))
+    let guards = timely::execute(config, move |worker| run_worker(worker, &shared, workers_on_host, &progress))
         .map_err(|e| anyhow::anyhow!("starting timely: {e}"))?;
     let mut reports = Vec::new();
     for result in guards.join() {
@@ -188,6 +203,7 @@ pub fn run(job_path: &Path, opts: &RunOptions) -> Result<PathBuf> {
     let name = if processes == 1 { RUN_FILE.to_string() } else { format!("run.process-{process}.json") };
     let path = plan.out_dir.join(name);
     std::fs::write(&path, serde_json::to_vec_pretty(&record)?).with_context(|| format!("writing {}", path.display()))?;
-    eprintln!("qcam: done in {wall_s:.1} s ({:.1} images/s)", total as f64 / wall_s / processes as f64);
+    let images_here: usize = record.workers.iter().map(|w| w.images_in).sum();
+    eprintln!("qcam: process {process}: {images_here} images in {wall_s:.1} s ({:.2} images/s)", images_here as f64 / wall_s);
     Ok(plan.out_dir.clone())
 }
