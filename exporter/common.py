@@ -21,7 +21,8 @@ import torch
 import torch.nn as nn
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEFAULT_DATA = "/work/shared/data/imagenet-val-sample"
+# The shared sample sits beside the repository (../shared), in CI as on a developer machine.
+DEFAULT_DATA = os.path.normpath(os.path.join(REPO_ROOT, "..", "shared", "data", "imagenet-val-sample"))
 DATASET_NAME = "imagenet-val-sample"
 
 IMAGENET_MEAN = [0.485, 0.456, 0.406]

@@ -13,8 +13,7 @@ from . import ExportContext, PairBuild, register
 ENGINE = "qnnpack"
 STATE_DICT_CANDIDATES = [
     os.environ.get("QCAM_MOBILENET_V2_INT8", ""),
-    os.path.join(REPO_ROOT, "shared", "models", "mobilenet_v2_qnnpack_int8_state_dict.pth"),
-    "/work/shared/models/mobilenet_v2_qnnpack_int8_state_dict.pth",
+    os.path.normpath(os.path.join(REPO_ROOT, "..", "shared", "models", "mobilenet_v2_qnnpack_int8_state_dict.pth")),
 ]
 
 
