@@ -136,8 +136,50 @@ fn read_hostfile(path: &std::path::Path) -> anyhow::Result<Vec<String>> {
         .filter(|l| !l.is_empty())
         .map(str::to_string)
         .collect();
-    if hosts.is_empty() {
-        anyhow::bail!("{}: no host:port lines", path.display());
-    }
+    check_hostfile(&hosts).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     Ok(hosts)
+}
+
+/// timely's TCP transport is unauthenticated and each process binds exactly its hostfile address.
+/// A file mixing loopback with other addresses is a mistake either way: the loopback processes
+/// cannot be reached, or a private cluster was about to listen on a wider network than meant.
+fn check_hostfile(hosts: &[String]) -> Result<(), String> {
+    if hosts.is_empty() {
+        return Err("no host:port lines".into());
+    }
+    let mut loopback = Vec::new();
+    for (line, h) in hosts.iter().enumerate() {
+        let (host, port) = h.rsplit_once(':').ok_or_else(|| format!("entry {} `{h}` is not host:port", line + 1))?;
+        port.parse::<u16>().map_err(|_| format!("entry {} `{h}`: bad port", line + 1))?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let is_loopback = match host.parse::<std::net::IpAddr>() {
+            Ok(ip) => ip.is_loopback(),
+            Err(_) => host.eq_ignore_ascii_case("localhost"),
+        };
+        loopback.push(is_loopback);
+    }
+    if loopback.iter().any(|&l| l) && loopback.iter().any(|&l| !l) {
+        return Err("mixes loopback and non-loopback addresses; use one or the other".into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_hostfile;
+
+    fn hosts(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn hostfile_rules() {
+        assert!(check_hostfile(&hosts(&["127.0.0.1:2101", "localhost:2102", "[::1]:2103"])).is_ok());
+        assert!(check_hostfile(&hosts(&["10.0.0.1:2101", "node-b:2101"])).is_ok());
+        let err = check_hostfile(&hosts(&["127.0.0.1:2101", "10.0.0.2:2101"])).unwrap_err();
+        assert!(err.contains("mixes loopback"), "{err}");
+        assert!(check_hostfile(&hosts(&["10.0.0.1"])).unwrap_err().contains("host:port"));
+        assert!(check_hostfile(&hosts(&["10.0.0.1:http"])).unwrap_err().contains("bad port"));
+        assert!(check_hostfile(&[]).is_err());
+    }
 }

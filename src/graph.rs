@@ -12,7 +12,7 @@
 //! not depend on how many workers or processes there are.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -81,8 +81,8 @@ pub fn run_worker(
     set_torch_threads(torch_threads);
 
     let mine: Vec<&Shard> = plan.dataset.shards.iter().filter(|s| s.index % peers == index).collect();
-    // Batch k of this worker is timestamp k; remember which shard each batch belongs to.
-    // (shard slot, batch length): counts are known up front from the listing or the shard index.
+    // Batch k of this worker is timestamp k: (shard slot, batch length), from counts known up
+    // front (folder listing or shard index).
     let mut batches: Vec<(usize, usize)> = Vec::new();
     for (slot, shard) in mine.iter().enumerate() {
         let n = shard.count();
@@ -235,11 +235,3 @@ fn sink_parts<'s, T: Table + 'static>(rows: StreamVec<'s, u64, T>, parts: &SinkP
     )
     .probe_with(probe);
 }
-
-/// `out_dir/<table>` of a run.
-pub fn table_dir(out_dir: &Path, table: &str) -> PathBuf {
-    out_dir.join(table)
-}
-
-/// Shared across worker threads of one process.
-pub type SharedPlan = Arc<Plan>;

@@ -7,12 +7,9 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use arrow::array::RecordBatch;
-use arrow::util::display::{ArrayFormatter, FormatOptions};
-use qcam::sink::read_table;
+use common::canonical;
 
 const PAIRS: [&str; 3] = ["efficientnet_lite0", "mobilenet_v2_qnnpack", "resnet18_random"];
-const TIMING: [&str; 2] = ["infer_ms", "cam_ms"];
 
 fn write_job(dir: &Path) -> std::path::PathBuf {
     // torch_threads is pinned so every layout runs the same libtorch kernels; only the timely
@@ -39,31 +36,6 @@ dir = "{}"
     let job = dir.join("job.toml");
     std::fs::write(&job, text).unwrap();
     job
-}
-
-/// Every row rendered as text, timing columns left out, sorted.
-fn canonical(out: &Path, table: &str) -> Vec<String> {
-    let options = FormatOptions::default();
-    let mut rows = Vec::new();
-    for batch in read_table(out, table).unwrap() {
-        rows.extend(render(&batch, &options));
-    }
-    rows.sort();
-    rows
-}
-
-fn render(batch: &RecordBatch, options: &FormatOptions) -> Vec<String> {
-    let schema = batch.schema();
-    let columns: Vec<(String, ArrayFormatter)> = schema
-        .fields()
-        .iter()
-        .zip(batch.columns())
-        .filter(|(f, _)| !TIMING.contains(&f.name().as_str()))
-        .map(|(f, c)| (f.name().clone(), ArrayFormatter::try_new(c.as_ref(), options).unwrap()))
-        .collect();
-    (0..batch.num_rows())
-        .map(|i| columns.iter().map(|(name, f)| format!("{name}={}", f.value(i))).collect::<Vec<_>>().join(" | "))
-        .collect()
 }
 
 fn qcam(args: &[&str]) {

@@ -6,6 +6,7 @@
 
 mod decode_common;
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use decode_common::*;
@@ -188,9 +189,11 @@ fn preprocess_matches_torchvision_on_the_sample() {
     let mut dec_time = Duration::ZERO;
     let mut dec_exact_images = 0;
     for (path, e) in images.iter().zip(entries) {
+        // Same image, by name: the two sides may resolve a symlinked data folder differently.
         assert_eq!(
-            e["file"].as_str().unwrap(),
-            std::fs::canonicalize(path).unwrap().to_str().unwrap()
+            Path::new(e["file"].as_str().unwrap()).file_name(),
+            path.file_name(),
+            "reference order differs"
         );
         let bytes = std::fs::read(path).unwrap();
         let t = Instant::now();
