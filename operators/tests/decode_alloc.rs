@@ -2,7 +2,7 @@
 //! frame is allocated. A counting global allocator measures the peak bytes live during the call
 //! (this file holds a single test so nothing else allocates concurrently).
 
-mod decode_common;
+mod common;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -42,13 +42,13 @@ fn peak_during<T>(f: impl FnOnce() -> T) -> (T, usize) {
 
 #[test]
 fn huge_headers_allocate_no_frame() {
-    let real = std::fs::read(&decode_common::sample_images()[0]).unwrap();
-    let jpeg = decode_common::patch_jpeg_dims(&real, 10_000, 10_000);
+    let real = std::fs::read(&common::sample_images()[0]).unwrap();
+    let jpeg = common::patch_jpeg_dims(&real, 10_000, 10_000);
     let mut small = Vec::new();
     image::codecs::png::PngEncoder::new(&mut small)
         .write_image(&[7u8; 8 * 8 * 3], 8, 8, image::ExtendedColorType::Rgb8)
         .unwrap();
-    let png = decode_common::patch_png_dims(&small, 10_000, 10_000);
+    let png = common::patch_png_dims(&small, 10_000, 10_000);
     // A frame would be 300 MB of RGB8; allow what the header parsers need (a copy of the input etc.).
     let budget = 4 * real.len() + (4 << 20);
     for (name, bytes) in [("jpeg", &jpeg), ("png", &png)] {

@@ -4,9 +4,9 @@
 //! PNGs (RGB, RGBA, palette, gray) and a real 10000x10000 JPEG; plus a YCCK JPEG (which Pillow cannot
 //! write) made here with mozjpeg and converted by Pillow through the script's `convert`. All exact.
 
-mod decode_common;
+mod common;
 
-use decode_common::*;
+use common::*;
 use operators::decode::*;
 
 #[test]

@@ -4,7 +4,7 @@
 //! single test, so the hook sees only this test's thread) checks that nothing reaches it while
 //! damaged headers and scans are decoded.
 
-mod decode_common;
+mod common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -17,7 +17,7 @@ fn damaged_jpegs_are_errors_and_print_nothing() {
     std::panic::set_hook(Box::new(|_| {
         HOOK_CALLS.fetch_add(1, Ordering::SeqCst);
     }));
-    let real = std::fs::read(&decode_common::sample_images()[0]).unwrap();
+    let real = std::fs::read(&common::sample_images()[0]).unwrap();
     let sos = real
         .windows(2)
         .position(|p| p == [0xFF, 0xDA])

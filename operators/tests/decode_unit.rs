@@ -1,7 +1,7 @@
 //! Unit tests of `operators::decode` that need no Python: geometry against hand-computed torchvision
 //! values, box mapping, preprocessing on synthetic images, and decode error paths.
 
-mod decode_common;
+mod common;
 
 use image::{ImageEncoder, RgbImage};
 use operators::decode::*;
@@ -235,7 +235,7 @@ fn resize_keeps_flat_images_flat_and_window_equals_full() {
 }
 
 fn a_sample_jpeg() -> Vec<u8> {
-    std::fs::read(&decode_common::sample_images()[0]).unwrap()
+    std::fs::read(&common::sample_images()[0]).unwrap()
 }
 
 #[test]
@@ -339,7 +339,7 @@ fn png_content_decodes_whatever_the_name() {
 
 #[test]
 fn huge_headers_are_rejected_before_decoding() {
-    let j = decode_common::patch_jpeg_dims(&a_sample_jpeg(), 10_000, 10_000);
+    let j = common::patch_jpeg_dims(&a_sample_jpeg(), 10_000, 10_000);
     assert_eq!(
         decode_rgb8(&j, DEFAULT_MAX_PIXELS),
         Err(DecodeError::TooLarge {
@@ -348,7 +348,7 @@ fn huge_headers_are_rejected_before_decoding() {
             max_pixels: DEFAULT_MAX_PIXELS
         })
     );
-    let p = decode_common::patch_png_dims(&png_bytes(&synthetic(8, 8)), 10_000, 10_000);
+    let p = common::patch_png_dims(&png_bytes(&synthetic(8, 8)), 10_000, 10_000);
     assert_eq!(
         decode_rgb8(&p, DEFAULT_MAX_PIXELS),
         Err(DecodeError::TooLarge {

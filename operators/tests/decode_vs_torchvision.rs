@@ -4,12 +4,12 @@
 //! bit-exact on every image), resize (given Pillow's decoded pixels, vs `PIL.Image.resize`, required
 //! bit-exact) and the whole normalised tensor (required equal to torchvision's within 1e-5).
 
-mod decode_common;
+mod common;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use decode_common::*;
+use common::*;
 use image::RgbImage;
 use operators::decode::*;
 use operators::{Interpolation, Preprocess};

@@ -6,6 +6,8 @@
 //! the images through `QCAM_SAMPLE_DATA` (default `<workspace>/../shared/data/imagenet-val-sample`).
 //! Either missing makes the tests fail, never pass silently.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -38,28 +40,13 @@ impl Reference {
     }
 }
 
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
 fn reference() -> &'static Reference {
     static REF: OnceLock<Reference> = OnceLock::new();
     REF.get_or_init(|| {
-        let root = workspace_root();
-        let python = std::env::var_os("QCAM_PYTHON").map(PathBuf::from).unwrap_or_else(|| root.join(".venv/bin/python"));
-        let data = std::env::var_os("QCAM_SAMPLE_DATA")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| root.join("../shared/data/imagenet-val-sample"));
-        assert!(
-            python.exists(),
-            "Python interpreter {} not found: these reference tests need it (set QCAM_PYTHON or run scripts/setup.sh)",
-            python.display()
-        );
-        assert!(
-            data.join("ILSVRC/Data/CLS-LOC/val").is_dir(),
-            "sample images not found under {} (set QCAM_SAMPLE_DATA)",
-            data.display()
-        );
+        let root = common::workspace_root();
+        let python = common::python();
+        let data = common::sample_data();
+        common::sample_val_dir();
         let script = root.join("tests/reference/kernels_reference.py");
         let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("kernels_reference");
         let _ = std::fs::remove_dir_all(&dir);

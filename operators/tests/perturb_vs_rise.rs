@@ -11,6 +11,8 @@
 //! `QCAM_SAMPLE_DATA` (default `<workspace>/../shared/data/imagenet-val-sample`); either missing
 //! fails the tests.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -55,7 +57,7 @@ fn write_le<T: Copy>(path: &Path, data: &[T], to_le: impl Fn(T) -> [u8; 4]) {
 }
 
 fn run_python(python: &Path, args: &[&dyn AsRef<std::ffi::OsStr>]) {
-    let script = workspace_root().join("tests/reference/perturb_rise.py");
+    let script = common::workspace_root().join("tests/reference/perturb_rise.py");
     let out = Command::new(python)
         .arg(&script)
         .args(args.iter().map(|a| a.as_ref()))
@@ -63,10 +65,6 @@ fn run_python(python: &Path, args: &[&dyn AsRef<std::ffi::OsStr>]) {
         .unwrap_or_else(|e| panic!("could not run {} {}: {e}", python.display(), script.display()));
     eprintln!("{}", String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "{} failed ({}):\n{}", script.display(), out.status, String::from_utf8_lossy(&out.stdout));
-}
-
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
 fn images(x: &[f32], cam: &[f32], steps: usize) -> (Vec<f32>, Vec<f32>) {
@@ -81,17 +79,9 @@ fn images(x: &[f32], cam: &[f32], steps: usize) -> (Vec<f32>, Vec<f32>) {
 fn fixture() -> &'static Fixture {
     static FIX: OnceLock<Fixture> = OnceLock::new();
     FIX.get_or_init(|| {
-        let root = workspace_root();
-        let python = std::env::var_os("QCAM_PYTHON").map(PathBuf::from).unwrap_or_else(|| root.join(".venv/bin/python"));
-        let data = std::env::var_os("QCAM_SAMPLE_DATA")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| root.join("../shared/data/imagenet-val-sample"));
-        assert!(
-            python.exists(),
-            "Python interpreter {} not found: these reference tests need it (set QCAM_PYTHON or run scripts/setup.sh)",
-            python.display()
-        );
-        assert!(data.join("ILSVRC/Data/CLS-LOC/val").is_dir(), "sample images not found under {} (set QCAM_SAMPLE_DATA)", data.display());
+        let python = common::python();
+        let data = common::sample_data();
+        common::sample_val_dir();
         let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("perturb_rise");
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();

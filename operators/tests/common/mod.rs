@@ -1,4 +1,4 @@
-//! Shared helpers for the `decode_*` integration tests: locating the sample data and the project's
+//! Shared by the operators integration tests: locating the sample data and the project's
 //! Python, running `tests/reference/preprocess_torchvision.py`, and a self-removing temp dir.
 #![allow(dead_code)]
 
