@@ -96,7 +96,7 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
             let out_dir = crate::run::run(&job, &opts)?;
             // In a cluster the other processes may still be writing; whoever launched them reports.
             if !clustered {
-                println!("{}", crate::report::report(&out_dir)?);
+                println!("{}", report::report(&out_dir)?);
             }
             Ok(())
         }
@@ -117,12 +117,12 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Spawn { processes, command } => {
             let out_dir = crate::spawn::spawn_local(processes, &command)?;
             if let Some(dir) = out_dir {
-                println!("{}", crate::report::report(&dir)?);
+                println!("{}", report::report(&dir)?);
             }
             Ok(())
         }
         Command::Report { run_dir } => {
-            println!("{}", crate::report::report(&run_dir)?);
+            println!("{}", report::report(&run_dir)?);
             Ok(())
         }
     }

@@ -31,7 +31,7 @@ use timely::dataflow::{InputHandle, ProbeHandle, StreamVec};
 use sources::{Dataset, Fetcher, Shard, ShardReader};
 use crate::job::Job;
 use crate::models::{set_torch_threads, PairSpec};
-use crate::sink::{write_part, Table};
+use tables::{write_part, Table};
 
 /// Everything the workers share, checked before any work starts.
 pub struct Plan {

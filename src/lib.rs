@@ -9,9 +9,7 @@ pub mod graph;
 pub mod job;
 pub mod models;
 pub mod progress;
-pub mod report;
 pub mod run;
-pub mod sink;
 pub mod spawn;
 
 /// Version of the output schema (SPEC §8); a change to a definition in SPEC.md bumps it.

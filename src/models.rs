@@ -3,19 +3,16 @@
 //! TorchScript files are code. A model is only ever loaded through its manifest, after its size and
 //! sha256 match what the manifest recorded.
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex};
 use std::time::Instant;
 
 use operators::infer::{BatchOutput, Forward, QParams, Variant};
-use operators::Preprocess;
-use serde::{Deserialize, Serialize};
+pub use tables::manifest::{Calibration, CamLayer, Engine, Manifest, ModelFile, Provenance, Quantization, SampleTop1};
 use sha2::{Digest, Sha256};
 use tch::{IValue, Kind, Tensor};
 
 pub const MANIFEST_FILE: &str = "manifest.json";
-const MANIFEST_FORMAT: u32 = 1;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
@@ -33,153 +30,11 @@ pub enum ModelError {
     Contract { file: PathBuf, message: String },
 }
 
-/// Quantized kernels' backend. The weights are packed for one of them at load time.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Engine {
-    Qnnpack,
-    Fbgemm,
-    X86,
-}
-
-/// Where a variant's weights came from; every output carries it so random weights are never
-/// mistaken for real ones.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Provenance {
-    Pretrained(String),
-    Substitute(String),
-    Random(String),
-}
-
-impl Provenance {
-    pub fn parse(s: &str) -> Result<Provenance, String> {
-        match s.split_once(':') {
-            Some(("pretrained", rest)) => Ok(Provenance::Pretrained(rest.into())),
-            Some(("substitute", rest)) => Ok(Provenance::Substitute(rest.into())),
-            Some(("random", rest)) => Ok(Provenance::Random(rest.into())),
-            _ => Err(format!("`{s}` is not pretrained:<what>, substitute:<how> or random:<seed>")),
-        }
-    }
-
-    /// One word for tables: real, substitute or random.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Provenance::Pretrained(_) => "real",
-            Provenance::Substitute(_) => "substitute",
-            Provenance::Random(_) => "random",
-        }
-    }
-}
-
-impl fmt::Display for Provenance {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Provenance::Pretrained(s) => write!(f, "pretrained:{s}"),
-            Provenance::Substitute(s) => write!(f, "substitute:{s}"),
-            Provenance::Random(s) => write!(f, "random:{s}"),
-        }
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CamLayer {
-    pub name: String,
-    /// `[C, h, w]` for a 224 crop.
-    pub shape: [usize; 3],
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Calibration {
-    pub dataset: String,
-    pub count: usize,
-    pub image_ids: Vec<String>,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Quantization {
-    pub engine: Engine,
-    /// `qat`, `ptq-static-eager`, `ptq-static-fx`, ...
-    pub method: String,
-    pub calibration: Option<Calibration>,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ModelFile {
-    /// Relative to the manifest's folder.
-    pub file: PathBuf,
-    pub bytes: u64,
-    pub sha256: String,
-    /// `pretrained:<what>`, `substitute:<how>` or `random:<seed>`.
-    pub weights: String,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SampleTop1 {
-    pub float: f64,
-    pub quantized: f64,
-    pub images: usize,
-}
-
-/// What the exporter wrote next to a pair's two TorchScript files (`manifest.json`).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Manifest {
-    pub format: u32,
-    pub name: String,
-    pub architecture: String,
-    pub preprocess: Preprocess,
-    pub cam_layer: CamLayer,
-    pub quantization: Quantization,
-    pub float: ModelFile,
-    pub quantized: ModelFile,
-    /// Versions and the command that produced the files.
-    pub exporter: serde_json::Map<String, serde_json::Value>,
-    /// Top-1 on the shared sample measured in Python at export time: a cross-check, not a result.
-    #[serde(default)]
-    pub sample_top1: Option<SampleTop1>,
-}
-
 /// A manifest plus where it was read from.
 #[derive(Clone, Debug)]
 pub struct PairSpec {
     pub manifest: Manifest,
     pub manifest_path: PathBuf,
-}
-
-impl Manifest {
-    pub fn from_json(text: &str, file: &Path) -> Result<Manifest, ModelError> {
-        let bad = |message: String| ModelError::BadManifest { file: file.to_path_buf(), message };
-        let m: Manifest = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
-        if m.format != MANIFEST_FORMAT {
-            return Err(bad(format!("field `format`: {} is not the supported {MANIFEST_FORMAT}", m.format)));
-        }
-        for (field, f) in [("float.weights", &m.float), ("quantized.weights", &m.quantized)] {
-            Provenance::parse(&f.weights).map_err(|e| bad(format!("field `{field}`: {e}")))?;
-        }
-        if m.preprocess.crop == 0 || m.preprocess.resize < m.preprocess.crop {
-            return Err(bad("field `preprocess`: need 0 < crop <= resize".into()));
-        }
-        if m.preprocess.std.iter().any(|&s| s <= 0.0) {
-            return Err(bad("field `preprocess.std`: must be positive".into()));
-        }
-        Ok(m)
-    }
-
-    pub fn file(&self, variant: Variant) -> &ModelFile {
-        match variant {
-            Variant::Float => &self.float,
-            Variant::Quantized => &self.quantized,
-        }
-    }
-
-    pub fn provenance(&self, variant: Variant) -> Provenance {
-        Provenance::parse(&self.file(variant).weights).expect("checked when the manifest was read")
-    }
 }
 
 impl PairSpec {
@@ -188,7 +43,8 @@ impl PairSpec {
         let manifest_path = models_dir.join(name).join(MANIFEST_FILE);
         let text = std::fs::read_to_string(&manifest_path)
             .map_err(|source| ModelError::ReadManifest { file: manifest_path.clone(), source })?;
-        let manifest = Manifest::from_json(&text, &manifest_path)?;
+        let manifest = Manifest::from_json(&text)
+            .map_err(|message| ModelError::BadManifest { file: manifest_path.clone(), message })?;
         if manifest.name != name {
             return Err(ModelError::BadManifest {
                 file: manifest_path,

@@ -61,7 +61,7 @@ struct RunRecord<'a> {
     workers: Vec<WorkerReport>,
 }
 
-pub const RUN_FILE: &str = "run.json";
+pub use tables::RUN_FILE;
 
 /// Loads and checks the job, the data listing and every model before any work starts.
 pub fn plan(job_path: &Path, opts: &RunOptions) -> Result<Plan> {

@@ -9,7 +9,7 @@ use std::ffi::OsStr;
 
 use arrow::array::{Array, Int32Array};
 use qcam::run::{run, RunOptions};
-use qcam::sink::{column, read_table, ListCol, Utf8Col};
+use tables::{column, read_table, ListCol, Utf8Col};
 
 const PAIRS: [&str; 3] = ["efficientnet_lite0", "mobilenet_v2_qnnpack", "resnet18_random"];
 

@@ -6,7 +6,7 @@ mod common;
 use std::ffi::OsStr;
 
 use qcam::run::{run, RunOptions};
-use qcam::sink::read_table;
+use tables::read_table;
 
 #[test]
 fn duckdb_and_polars_read_the_spec_schema() {

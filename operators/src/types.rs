@@ -97,7 +97,7 @@ pub struct ImageMeta {
     pub boxes: Vec<BoxXyxy>,
 }
 
-// ---- Output rows (SPEC §8). Their Arrow schemas live in the qcam crate's `sink` module. ----
+// ---- Output rows (SPEC §8). Their Arrow schemas live in the `tables` crate. ----
 
 /// One row per (image, model, variant).
 #[derive(Clone, Debug, PartialEq)]
@@ -134,6 +134,51 @@ pub struct PairRow {
     pub rmse: f32,
     pub rmse_flipped: f32,
     pub top1_agree: bool,
+}
+
+/// One row per (model, image) in the top fraction by `rmse` (SPEC §4). `rank` counts from 1.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SubsetRow {
+    pub model: String,
+    pub image_id: String,
+    pub rank: i32,
+    pub rmse: f32,
+}
+
+/// Deletion and insertion (SPEC §5) for one (image, model, variant).
+#[derive(Clone, Debug, PartialEq)]
+pub struct PerturbationRow {
+    pub image_id: String,
+    pub model: String,
+    pub variant: &'static str,
+    pub target: i32,
+    pub deletion_auc: f32,
+    pub insertion_auc: f32,
+    pub deletion_curve: Vec<f32>,
+    pub insertion_curve: Vec<f32>,
+}
+
+/// Running aggregates of one (model, variant) over every image of epochs `0..=epoch` (an epoch is a
+/// fixed run of shards, so the same shards give the same rows however the run was split). The
+/// pair-level columns (`mean_rmse` … `subset_mean_rmse`) repeat on both variants' rows.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AggregateRow {
+    pub epoch: i64,
+    pub model: String,
+    pub variant: &'static str,
+    pub images: i64,
+    pub top1: f64,
+    pub top5: f64,
+    pub mean_iou: f64,
+    pub act_mean: f64,
+    pub act_std: f64,
+    pub act_sparsity: f64,
+    pub act_entropy: f64,
+    pub mean_rmse: f64,
+    pub mean_rmse_flipped: f64,
+    pub top1_agree: f64,
+    pub subset_size: i64,
+    pub subset_mean_rmse: f64,
 }
 
 /// Where in the pipeline an image failed.

@@ -71,7 +71,7 @@ pub fn canonical(out: &Path, table: &str) -> Vec<String> {
     use arrow::util::display::{ArrayFormatter, FormatOptions};
     let options = FormatOptions::default();
     let mut rows = Vec::new();
-    for batch in qcam::sink::read_table(out, table).unwrap() {
+    for batch in tables::read_table(out, table).unwrap() {
         let schema = batch.schema();
         let columns: Vec<(String, ArrayFormatter)> = schema
             .fields()

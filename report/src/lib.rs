@@ -7,8 +7,8 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use serde::Deserialize;
 
-use crate::models::Manifest;
-use crate::sink::{column, read_table, BoolCol, F32Col, Utf8Col};
+use tables::manifest::Manifest;
+use tables::{column, read_table, BoolCol, F32Col, Utf8Col, RUN_FILE};
 use operators::infer::Variant;
 
 #[derive(Deserialize)]
@@ -36,7 +36,7 @@ pub type ClassTable = BTreeMap<(String, String), ClassRow>;
 
 /// Reads the pair manifests a run recorded, by pair name.
 fn manifests(run_dir: &Path) -> Result<BTreeMap<String, Manifest>> {
-    let path = run_dir.join(crate::run::RUN_FILE);
+    let path = run_dir.join(RUN_FILE);
     let text = match std::fs::read_to_string(&path) {
         Ok(t) => t,
         // A multi-process run writes one file per process; any of them lists the pairs.

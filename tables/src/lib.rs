@@ -1,13 +1,19 @@
-//! The output tables (SPEC §8): each schema is defined once, filled with typed builders, and written
-//! as Parquet part files that appear under their final name only when complete.
+//! A run's output (SPEC §8): each table's schema is defined once, filled with typed builders, and
+//! written as Parquet part files that appear under their final name only when complete; plus the
+//! model manifests that `run.json` records.
+
+pub mod manifest;
+
+/// The run record (SPEC §8) in a run folder; a multi-process run writes `run.process-<i>.json`.
+pub const RUN_FILE: &str = "run.json";
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, BooleanArray, BooleanBuilder, Float32Array, Float32Builder, Float64Builder, Int32Array,
-    Int32Builder, ListArray, ListBuilder, RecordBatch, StringArray,
+    Array, ArrayRef, BooleanArray, BooleanBuilder, Float32Array, Float32Builder, Float64Array, Float64Builder, Int32Array,
+    Int32Builder, Int64Array, Int64Builder, ListArray, ListBuilder, RecordBatch, StringArray,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -15,7 +21,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
-pub use operators::{ErrorRow, ImageRow, PairRow, Stage};
+pub use operators::{AggregateRow, ErrorRow, ImageRow, PairRow, PerturbationRow, Stage, SubsetRow};
 
 /// A table: its name (= folder), its schema, and how rows become a record batch.
 pub trait Table: Sized {
@@ -73,6 +79,12 @@ fn f64s(values: impl Iterator<Item = f64>) -> ArrayRef {
 
 fn i32s(values: impl Iterator<Item = i32>) -> ArrayRef {
     let mut b = Int32Builder::new();
+    values.for_each(|v| b.append_value(v));
+    Arc::new(b.finish())
+}
+
+fn i64s(values: impl Iterator<Item = i64>) -> ArrayRef {
+    let mut b = Int64Builder::new();
     values.for_each(|v| b.append_value(v));
     Arc::new(b.finish())
 }
@@ -211,6 +223,114 @@ impl Table for ErrorRow {
     }
 }
 
+impl Table for SubsetRow {
+    const NAME: &'static str = "subset";
+
+    fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            utf8("model"),
+            utf8("image_id"),
+            Field::new("rank", DataType::Int32, false),
+            Field::new("rmse", DataType::Float32, false),
+        ]))
+    }
+
+    fn to_batch(rows: &[Self]) -> RecordBatch {
+        batch(
+            Self::schema(),
+            vec![
+                strings(rows.iter().map(|r| r.model.as_str())),
+                strings(rows.iter().map(|r| r.image_id.as_str())),
+                i32s(rows.iter().map(|r| r.rank)),
+                f32s(rows.iter().map(|r| r.rmse)),
+            ],
+        )
+    }
+}
+
+impl Table for PerturbationRow {
+    const NAME: &'static str = "perturbation";
+
+    fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            utf8("image_id"),
+            utf8("model"),
+            utf8("variant"),
+            Field::new("target", DataType::Int32, false),
+            Field::new("deletion_auc", DataType::Float32, false),
+            Field::new("insertion_auc", DataType::Float32, false),
+            list_of("deletion_curve", DataType::Float32),
+            list_of("insertion_curve", DataType::Float32),
+        ]))
+    }
+
+    fn to_batch(rows: &[Self]) -> RecordBatch {
+        batch(
+            Self::schema(),
+            vec![
+                strings(rows.iter().map(|r| r.image_id.as_str())),
+                strings(rows.iter().map(|r| r.model.as_str())),
+                strings(rows.iter().map(|r| r.variant)),
+                i32s(rows.iter().map(|r| r.target)),
+                f32s(rows.iter().map(|r| r.deletion_auc)),
+                f32s(rows.iter().map(|r| r.insertion_auc)),
+                lists_f32(rows.iter().map(|r| r.deletion_curve.as_slice())),
+                lists_f32(rows.iter().map(|r| r.insertion_curve.as_slice())),
+            ],
+        )
+    }
+}
+
+impl Table for AggregateRow {
+    const NAME: &'static str = "aggregates";
+
+    fn schema() -> SchemaRef {
+        let f64_col = |name: &str| Field::new(name, DataType::Float64, false);
+        Arc::new(Schema::new(vec![
+            Field::new("epoch", DataType::Int64, false),
+            utf8("model"),
+            utf8("variant"),
+            Field::new("images", DataType::Int64, false),
+            f64_col("top1"),
+            f64_col("top5"),
+            f64_col("mean_iou"),
+            f64_col("act_mean"),
+            f64_col("act_std"),
+            f64_col("act_sparsity"),
+            f64_col("act_entropy"),
+            f64_col("mean_rmse"),
+            f64_col("mean_rmse_flipped"),
+            f64_col("top1_agree"),
+            Field::new("subset_size", DataType::Int64, false),
+            f64_col("subset_mean_rmse"),
+        ]))
+    }
+
+    fn to_batch(rows: &[Self]) -> RecordBatch {
+        batch(
+            Self::schema(),
+            vec![
+                i64s(rows.iter().map(|r| r.epoch)),
+                strings(rows.iter().map(|r| r.model.as_str())),
+                strings(rows.iter().map(|r| r.variant)),
+                i64s(rows.iter().map(|r| r.images)),
+                f64s(rows.iter().map(|r| r.top1)),
+                f64s(rows.iter().map(|r| r.top5)),
+                f64s(rows.iter().map(|r| r.mean_iou)),
+                f64s(rows.iter().map(|r| r.act_mean)),
+                f64s(rows.iter().map(|r| r.act_std)),
+                f64s(rows.iter().map(|r| r.act_sparsity)),
+                f64s(rows.iter().map(|r| r.act_entropy)),
+                f64s(rows.iter().map(|r| r.mean_rmse)),
+                f64s(rows.iter().map(|r| r.mean_rmse_flipped)),
+                f64s(rows.iter().map(|r| r.top1_agree)),
+                i64s(rows.iter().map(|r| r.subset_size)),
+                f64s(rows.iter().map(|r| r.subset_mean_rmse)),
+            ],
+        )
+    }
+}
+
 /// Writes `rows` as `out_dir/<table>/part-<part>.parquet`, through a temporary name so that a
 /// reader (or a resumed run) never sees a half-written part. An empty part still gets a file, so
 /// a finished unit is visible as such.
@@ -267,5 +387,7 @@ pub fn column<'a, A: Array + 'static>(batch: &'a RecordBatch, name: &str) -> &'a
 pub type Utf8Col = StringArray;
 pub type BoolCol = BooleanArray;
 pub type F32Col = Float32Array;
+pub type F64Col = Float64Array;
+pub type I64Col = Int64Array;
 pub type I32Col = Int32Array;
 pub type ListCol = ListArray;
