@@ -32,9 +32,20 @@ enum Command {
         /// Worker threads per process (overrides the job's run.workers).
         #[arg(short = 'w', long)]
         workers: Option<usize>,
-        /// Replace an existing output folder.
+        /// Only the first N images, by id (overrides the job's data.limit).
         #[arg(long)]
+        limit: Option<usize>,
+        /// Replace an existing output folder.
+        #[arg(long, conflicts_with_all = ["resume", "append"])]
         overwrite: bool,
+        /// Continue an interrupted run in the output folder: finished shards are kept, partial ones
+        /// redone, and selection and deletion/insertion completed.
+        #[arg(long)]
+        resume: bool,
+        /// Add the shards the data now has to a finished run in the output folder: only the new
+        /// shards are computed; subset, aggregates and deletion/insertion are brought up to date.
+        #[arg(long)]
+        append: bool,
         /// This process's index in a multi-process run.
         #[arg(short = 'p', long, requires = "hostfile")]
         process: Option<usize>,
@@ -86,13 +97,14 @@ pub fn main() -> ExitCode {
 
 fn dispatch(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Run { job, data, out, models, workers, overwrite, process, hostfile } => {
+        Command::Run { job, data, out, models, workers, limit, overwrite, resume, append, process, hostfile } => {
             let cluster = match hostfile {
                 Some(h) => Some(ClusterOptions { process: process.unwrap_or(0), addresses: read_hostfile(&h)? }),
                 None => None,
             };
             let clustered = cluster.is_some();
-            let opts = RunOptions { data, out, models_dir: models, workers, overwrite, cluster };
+            let resume = resume || append;
+            let opts = RunOptions { data, out, models_dir: models, workers, limit, overwrite, resume, cluster };
             let out_dir = crate::run::run(&job, &opts)?;
             // In a cluster the other processes may still be writing; whoever launched them reports.
             if !clustered {

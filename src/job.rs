@@ -32,7 +32,46 @@ pub struct Job {
     pub cam: CamConfig,
     #[serde(default)]
     pub wsol: WsolConfig,
+    #[serde(default)]
+    pub subset: SubsetConfig,
+    #[serde(default)]
+    pub perturbation: PerturbationConfig,
     pub output: OutputConfig,
+}
+
+/// SPEC §4 selection and the running aggregates.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubsetConfig {
+    /// Share of each pair's images, by RMSE, that forms the subset: `k = ceil(top_fraction · N)`.
+    #[serde(default = "default_top_fraction")]
+    pub top_fraction: f64,
+    /// Shards per epoch. The aggregates table gets a row per epoch; epochs are counted in shards so
+    /// the same shards give the same rows whatever the worker layout or however the run was split.
+    #[serde(default = "default_epoch_shards")]
+    pub epoch_shards: usize,
+}
+
+/// Which images deletion/insertion (SPEC §5) runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PerturbScope {
+    Subset,
+    All,
+    None,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PerturbationConfig {
+    #[serde(default = "default_scope")]
+    pub scope: PerturbScope,
+    /// Curve points are `steps + 1`; each image costs `2 · (steps + 1)` forwards per variant.
+    #[serde(default = "default_steps")]
+    pub steps: usize,
+    /// Perturbed images per forward pass; 0 = `run.batch_size`.
+    #[serde(default)]
+    pub batch_size: usize,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -95,6 +134,30 @@ fn default_in_flight() -> usize {
 }
 fn default_threshold() -> f32 {
     0.2
+}
+fn default_top_fraction() -> f64 {
+    0.05
+}
+fn default_epoch_shards() -> usize {
+    4
+}
+fn default_scope() -> PerturbScope {
+    PerturbScope::Subset
+}
+fn default_steps() -> usize {
+    100
+}
+
+impl Default for SubsetConfig {
+    fn default() -> Self {
+        SubsetConfig { top_fraction: default_top_fraction(), epoch_shards: default_epoch_shards() }
+    }
+}
+
+impl Default for PerturbationConfig {
+    fn default() -> Self {
+        PerturbationConfig { scope: default_scope(), steps: default_steps(), batch_size: 0 }
+    }
 }
 
 impl Default for RunConfig {
@@ -188,12 +251,25 @@ impl Job {
         if !(self.wsol.threshold >= 0.0 && self.wsol.threshold < 1.0) {
             return Err(invalid("wsol.threshold", format!("{} is outside [0, 1)", self.wsol.threshold)));
         }
+        if !(self.subset.top_fraction > 0.0 && self.subset.top_fraction <= 1.0) {
+            return Err(invalid("subset.top_fraction", format!("{} is outside (0, 1]", self.subset.top_fraction)));
+        }
+        if self.subset.epoch_shards == 0 {
+            return Err(invalid("subset.epoch_shards", "must be at least 1".into()));
+        }
+        if self.perturbation.steps == 0 {
+            return Err(invalid("perturbation.steps", "must be at least 1".into()));
+        }
         Ok(())
     }
 
     /// libtorch intra-op threads per worker: the job's value, or the cores shared out among all
     /// workers on this machine, every local process counted (never less than one). Measured:
     /// two processes of two OpenMP threads each on two cores ran at half the speed of one.
+    pub fn perturb_batch(&self) -> usize {
+        if self.perturbation.batch_size > 0 { self.perturbation.batch_size } else { self.run.batch_size }
+    }
+
     pub fn torch_threads(&self, workers_on_host: usize) -> usize {
         if self.run.torch_threads > 0 {
             return self.run.torch_threads;
@@ -225,6 +301,9 @@ dir = "out"
         assert_eq!(job.cam.sign, SignPolicy::Mean);
         assert_eq!(job.run.batch_size, 16);
         assert_eq!(job.data.layout, Layout::Auto);
+        assert_eq!(job.subset.top_fraction, 0.05);
+        assert_eq!(job.perturbation.steps, 100);
+        assert_eq!(job.perturbation.scope, PerturbScope::Subset);
     }
 
     #[test]

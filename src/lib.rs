@@ -7,6 +7,7 @@
 pub mod cli;
 pub mod graph;
 pub mod job;
+pub mod ledger;
 pub mod models;
 pub mod progress;
 pub mod run;

@@ -10,6 +10,7 @@ use serde::Serialize;
 use sources::Dataset;
 use crate::graph::{run_worker, Plan, Progress, WorkerReport};
 use crate::job::Job;
+use crate::ledger;
 use crate::models::{Manifest, PairSpec};
 
 /// Command-line overrides of the job file.
@@ -19,7 +20,11 @@ pub struct RunOptions {
     pub out: Option<PathBuf>,
     pub models_dir: Option<PathBuf>,
     pub workers: Option<usize>,
+    pub limit: Option<usize>,
     pub overwrite: bool,
+    /// Continue the run in the output folder: finished shards are read back, not recomputed
+    /// (`--resume` after a crash, `--append` after adding shards; the same mechanism).
+    pub resume: bool,
     pub cluster: Option<ClusterOptions>,
 }
 
@@ -59,6 +64,8 @@ struct RunRecord<'a> {
     started_unix_s: u64,
     wall_s: f64,
     workers: Vec<WorkerReport>,
+    /// Finished (shard, pair) units in the folder when this process ended.
+    units_done: Vec<(String, String)>,
 }
 
 pub use tables::RUN_FILE;
@@ -71,6 +78,9 @@ pub fn plan(job_path: &Path, opts: &RunOptions) -> Result<Plan> {
     }
     if let Some(out) = &opts.out {
         job.output.dir = out.clone();
+    }
+    if let Some(limit) = opts.limit {
+        job.data.limit = Some(limit);
     }
     if let Some(dir) = &opts.models_dir {
         job.models.dir = dir.clone();
@@ -93,7 +103,9 @@ pub fn plan(job_path: &Path, opts: &RunOptions) -> Result<Plan> {
     }
     let out_dir = job.output.dir.clone();
     let fetch = sources::Fetcher::new()?;
-    Ok(Plan { job, dataset, fetch, pairs, out_dir })
+    let settings = ledger::settings_digest(&job, &pairs);
+    let finished = if opts.resume { ledger::finished(&out_dir, &dataset, &settings) } else { Default::default() };
+    Ok(Plan { job, dataset, fetch, pairs, out_dir, finished, settings })
 }
 
 /// Refuses to mix a new run into an old one unless asked to replace it.
@@ -119,7 +131,12 @@ pub fn run(job_path: &Path, opts: &RunOptions) -> Result<PathBuf> {
         Some(c) => (c.process, c.addresses.len()),
         None => (0, 1),
     };
-    if process == 0 {
+    if opts.resume {
+        if !plan.out_dir.is_dir() {
+            bail!("{}: nothing to resume or append to: the output folder does not exist", plan.out_dir.display());
+        }
+        eprintln!("qcam: {} of {} shards already finished in {}", plan.finished.len(), plan.dataset.shards.len(), plan.out_dir.display());
+    } else if process == 0 {
         prepare_output(&plan.out_dir, plan.job.output.overwrite)?;
     }
     let workers = plan.job.run.workers;
@@ -199,6 +216,7 @@ pub fn run(job_path: &Path, opts: &RunOptions) -> Result<PathBuf> {
         started_unix_s,
         wall_s,
         workers: reports,
+        units_done: ledger::units(&plan.out_dir),
     };
     let name = if processes == 1 { RUN_FILE.to_string() } else { format!("run.process-{process}.json") };
     let path = plan.out_dir.join(name);

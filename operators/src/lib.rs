@@ -11,6 +11,7 @@ pub mod compare;
 pub mod wsol;
 pub mod stats;
 pub mod explain;
+pub mod subset;
 pub mod perturb;
 
 pub use types::*;

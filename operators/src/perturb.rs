@@ -21,10 +21,18 @@
 //!   have large exact-zero regions, so this decides which background pixels go first.
 
 use std::ops::Range;
+use std::rc::Rc;
 
 use serde::{Deserialize, Serialize};
+use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::Capability;
+use timely::dataflow::StreamVec;
 
-use crate::infer::softmax;
+use crate::eigencam::cam_full;
+use crate::infer::{softmax, PairModels, Variant};
+use crate::subset::Scored;
+use crate::{ErrorRow, Image, PerturbationRow, Stage};
 
 /// RISE's blur: `scipy.ndimage.gaussian_filter` (σ = 5, mode "reflect", truncate 4) of an 11×11
 /// delta, which is the outer product of these 1-D taps (the Gaussian's tails folded back into the
@@ -274,6 +282,98 @@ pub fn causal_curves<F: FnMut(&[f32], usize) -> Result<Vec<f32>, String>>(
         insertion_auc: auc(&insertion, steps),
         deletion,
         insertion,
+    })
+}
+
+/// One image of one pair to perturb: a ranked record of the selection, dealt to a worker.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct PerturbJob {
+    pub shard: String,
+    pub model: String,
+    pub rank: u32,
+    pub scored: Scored,
+}
+
+/// The job's knobs for this stage.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PerturbConfig {
+    pub steps: usize,
+    /// Perturbed images per forward pass.
+    pub batch: usize,
+    pub crop: usize,
+}
+
+/// Deletion and insertion for both variants of one image, each on its own map (upsampled from the
+/// stored h×w map exactly as §3 step 5 does) and scoring its own unperturbed top-1.
+pub fn perturb_image(models: &PairModels, image: &Image, job: &PerturbJob, cfg: &PerturbConfig) -> Result<[PerturbationRow; 2], String> {
+    let row = |variant: Variant| -> Result<PerturbationRow, String> {
+        let score = job.scored.variant(variant);
+        let target = usize::try_from(score.target).map_err(|_| format!("{} has no top-1 class", variant.as_str()))?;
+        let cam = cam_full(&score.cam_lo(), score.cam_h as usize, score.cam_w as usize, cfg.crop);
+        let model = models.get(variant);
+        let forward = |pixels: &[f32], n: usize| model.forward(pixels, n, cfg.crop).map(|out| out.logits);
+        let c = causal_curves(&image.pixels, &cam, cfg.crop, cfg.steps, cfg.batch, target, forward)
+            .map_err(|e| format!("{}: {e}", variant.as_str()))?;
+        Ok(PerturbationRow {
+            image_id: image.image_id.clone(),
+            model: job.model.clone(),
+            variant,
+            target: score.target,
+            deletion_auc: c.deletion_auc,
+            insertion_auc: c.insertion_auc,
+            deletion_curve: c.deletion,
+            insertion_curve: c.insertion,
+        })
+    };
+    Ok([row(Variant::Float)?, row(Variant::Quantized)?])
+}
+
+/// The deletion/insertion operator of one pair's branch. Jobs arrive once selection is final; they
+/// are worked through one shard's worth per activation (its images are loaded together by `load`,
+/// which returns one result per job, in order), so the worker stays responsive. Each job yields
+/// its two rows or one error row.
+pub fn perturb<'s, L>(
+    jobs: StreamVec<'s, u64, PerturbJob>,
+    models: Rc<PairModels>,
+    mut load: L,
+    cfg: PerturbConfig,
+    busy_s: Rc<std::cell::Cell<f64>>,
+) -> StreamVec<'s, u64, Result<[PerturbationRow; 2], ErrorRow>>
+where
+    L: FnMut(&[PerturbJob]) -> Vec<Result<Rc<Image>, ErrorRow>> + 'static,
+{
+    let scope = jobs.scope();
+    jobs.unary_frontier(Pipeline, "Perturb", move |_cap, info| {
+        let activator = scope.activator_for(info.address);
+        let mut pending: Vec<(Capability<u64>, Vec<PerturbJob>)> = Vec::new();
+        move |(input, _frontier), output| {
+            input.for_each(|cap, data| {
+                if let Some(cap) = cap.retain_least(output.output_index()) {
+                    pending.push((cap, std::mem::take(data)));
+                }
+            });
+            let Some((cap, queue)) = pending.last_mut() else { return };
+            let start = std::time::Instant::now();
+            // Work from the end of a queue sorted by shard: one shard per activation.
+            queue.sort_by(|a, b| b.cmp(a));
+            let shard = queue.last().map(|j| j.shard.clone()).unwrap_or_default();
+            let split = queue.iter().position(|j| j.shard == shard).unwrap_or(queue.len());
+            let group: Vec<PerturbJob> = queue.drain(split..).rev().collect();
+            let images = load(&group);
+            let mut session = output.session(&*cap);
+            for (job, image) in group.iter().zip(images) {
+                let fail = |message: String| ErrorRow::new(&job.scored.image_id, &job.shard, Stage::Perturb, message).for_model(&job.model);
+                session.give(image.and_then(|im| perturb_image(&models, &im, job, &cfg).map_err(fail)));
+            }
+            drop(session);
+            busy_s.set(busy_s.get() + start.elapsed().as_secs_f64());
+            if queue.is_empty() {
+                pending.pop();
+            }
+            if !pending.is_empty() {
+                activator.activate();
+            }
+        }
     })
 }
 

@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::infer::Variant;
+
 /// An axis-aligned box with inclusive pixel corners, `x0 <= x1`, `y0 <= y1` (SPEC §1, §6).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct BoxXyxy {
@@ -145,12 +147,13 @@ pub struct SubsetRow {
     pub rmse: f32,
 }
 
-/// Deletion and insertion (SPEC §5) for one (image, model, variant).
-#[derive(Clone, Debug, PartialEq)]
+/// Deletion and insertion (SPEC §5) for one (image, model, variant). Serializable: rows travel
+/// from the worker that computed them to the one that writes the pair's part.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PerturbationRow {
     pub image_id: String,
     pub model: String,
-    pub variant: &'static str,
+    pub variant: Variant,
     pub target: i32,
     pub deletion_auc: f32,
     pub insertion_auc: f32,
@@ -182,12 +185,15 @@ pub struct AggregateRow {
 }
 
 /// Where in the pipeline an image failed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Stage {
     Label,
     Read,
     Decode,
     Infer,
+    /// Deletion/insertion (§5), after selection.
+    Perturb,
 }
 
 impl Stage {
@@ -197,13 +203,14 @@ impl Stage {
             Stage::Read => "read",
             Stage::Decode => "decode",
             Stage::Infer => "infer",
+            Stage::Perturb => "perturb",
         }
     }
 }
 
 /// An image-level failure. `model` is `None` when the failure happened before any model (it then
 /// counts against every pair), so `images_in = rows_ok + rows_error` holds per pair.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ErrorRow {
     pub image_id: String,
     pub shard: String,

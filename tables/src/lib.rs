@@ -21,6 +21,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
+use operators::infer::Variant;
 pub use operators::{AggregateRow, ErrorRow, ImageRow, PairRow, PerturbationRow, Stage, SubsetRow};
 
 /// A table: its name (= folder), its schema, and how rows become a record batch.
@@ -270,7 +271,7 @@ impl Table for PerturbationRow {
             vec![
                 strings(rows.iter().map(|r| r.image_id.as_str())),
                 strings(rows.iter().map(|r| r.model.as_str())),
-                strings(rows.iter().map(|r| r.variant)),
+                strings(rows.iter().map(|r| r.variant.as_str())),
                 i32s(rows.iter().map(|r| r.target)),
                 f32s(rows.iter().map(|r| r.deletion_auc)),
                 f32s(rows.iter().map(|r| r.insertion_auc)),
@@ -372,6 +373,124 @@ pub fn read_table(out_dir: &Path, table: &str) -> std::io::Result<Vec<RecordBatc
         }
     }
     Ok(out)
+}
+
+/// Tables a run reads back: a resumed or appended run takes finished shards' rows from their parts
+/// instead of recomputing them.
+pub trait ReadRows: Table {
+    fn from_batch(batch: &RecordBatch) -> Vec<Self>;
+}
+
+fn list_f32_at(list: &ListArray, i: usize) -> Vec<f32> {
+    let values = list.value(i);
+    values.as_any().downcast_ref::<Float32Array>().expect("list<float32>").values().to_vec()
+}
+
+fn list_i32_at(list: &ListArray, i: usize) -> Vec<i32> {
+    let values = list.value(i);
+    values.as_any().downcast_ref::<Int32Array>().expect("list<int32>").values().to_vec()
+}
+
+fn variant_of(name: &str) -> Variant {
+    match name {
+        "float" => Variant::Float,
+        _ => Variant::Quantized,
+    }
+}
+
+impl ReadRows for ImageRow {
+    fn from_batch(b: &RecordBatch) -> Vec<Self> {
+        let s = |n| column::<StringArray>(b, n);
+        let f32c = |n| column::<Float32Array>(b, n);
+        let f64c = |n| column::<Float64Array>(b, n);
+        let i32c = |n| column::<Int32Array>(b, n);
+        let boolc = |n| column::<BooleanArray>(b, n);
+        let list = |n| column::<ListArray>(b, n);
+        (0..b.num_rows())
+            .map(|i| {
+                let bbox = list_i32_at(list("box"), i);
+                ImageRow {
+                    image_id: s("image_id").value(i).to_string(),
+                    shard: s("shard").value(i).to_string(),
+                    label: i32c("label").value(i),
+                    model: s("model").value(i).to_string(),
+                    variant: variant_of(s("variant").value(i)).as_str(),
+                    top5: list_i32_at(list("top5"), i),
+                    top5_prob: list_f32_at(list("top5_prob"), i),
+                    top1_correct: boolc("top1_correct").value(i),
+                    top5_correct: boolc("top5_correct").value(i),
+                    cam_h: i32c("cam_h").value(i),
+                    cam_w: i32c("cam_w").value(i),
+                    cam: list_f32_at(list("cam"), i),
+                    bbox: [bbox[0], bbox[1], bbox[2], bbox[3]],
+                    iou: f32c("iou").value(i),
+                    iou_curve: list_f32_at(list("iou_curve"), i),
+                    act_mean: f64c("act_mean").value(i),
+                    act_std: f64c("act_std").value(i),
+                    act_sparsity: f64c("act_sparsity").value(i),
+                    act_entropy: f64c("act_entropy").value(i),
+                    act_hist: list_f32_at(list("act_hist"), i),
+                    infer_ms: f32c("infer_ms").value(i),
+                    cam_ms: f32c("cam_ms").value(i),
+                }
+            })
+            .collect()
+    }
+}
+
+impl ReadRows for PairRow {
+    fn from_batch(b: &RecordBatch) -> Vec<Self> {
+        let s = |n| column::<StringArray>(b, n);
+        (0..b.num_rows())
+            .map(|i| PairRow {
+                image_id: s("image_id").value(i).to_string(),
+                model: s("model").value(i).to_string(),
+                rmse: column::<Float32Array>(b, "rmse").value(i),
+                rmse_flipped: column::<Float32Array>(b, "rmse_flipped").value(i),
+                top1_agree: column::<BooleanArray>(b, "top1_agree").value(i),
+            })
+            .collect()
+    }
+}
+
+impl ReadRows for PerturbationRow {
+    fn from_batch(b: &RecordBatch) -> Vec<Self> {
+        let s = |n| column::<StringArray>(b, n);
+        let f32c = |n| column::<Float32Array>(b, n);
+        (0..b.num_rows())
+            .map(|i| PerturbationRow {
+                image_id: s("image_id").value(i).to_string(),
+                model: s("model").value(i).to_string(),
+                variant: variant_of(s("variant").value(i)),
+                target: column::<Int32Array>(b, "target").value(i),
+                deletion_auc: f32c("deletion_auc").value(i),
+                insertion_auc: f32c("insertion_auc").value(i),
+                deletion_curve: list_f32_at(column::<ListArray>(b, "deletion_curve"), i),
+                insertion_curve: list_f32_at(column::<ListArray>(b, "insertion_curve"), i),
+            })
+            .collect()
+    }
+}
+
+/// Reads one part file's rows, or `None` when the part does not exist.
+pub fn read_part<T: ReadRows>(out_dir: &Path, part: &str) -> std::io::Result<Option<Vec<T>>> {
+    let path = out_dir.join(T::NAME).join(format!("part-{part}.parquet"));
+    let file = match File::open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file).and_then(|b| b.build()).map_err(std::io::Error::other)?;
+    let mut rows = Vec::new();
+    for batch in reader {
+        rows.extend(T::from_batch(&batch.map_err(std::io::Error::other)?));
+    }
+    Ok(Some(rows))
+}
+
+/// Every row of a table, all parts.
+pub fn read_rows<T: ReadRows>(out_dir: &Path) -> std::io::Result<Vec<T>> {
+    Ok(read_table(out_dir, T::NAME)?.iter().flat_map(T::from_batch).collect())
 }
 
 /// Typed column access for readers of these tables (report, tests).
