@@ -89,6 +89,7 @@ pub fn plan(job_path: &Path, opts: &RunOptions) -> Result<Plan> {
         let spec = PairSpec::read(&job.models.dir, name)
             .with_context(|| format!("{}: field `models.pairs`: pair `{name}`", job_path.display()))?;
         spec.verify()?;
+        spec.check_contract()?;
         pairs.push(spec);
     }
     let out_dir = job.output.dir.clone();
