@@ -184,11 +184,16 @@ pub fn run_worker(
         // One decode per distinct preprocessing, shared by every pair that uses it.
         let mut decoded: HashMap<String, StreamVec<'_, u64, Rc<Image>>> = HashMap::new();
         for (pair_index, (name, pre, models)) in loaded.iter().enumerate() {
+            let first_branch = decoded.is_empty();
             let images = decoded
                 .entry(pre.key())
                 .or_insert_with(|| {
                     let (images, decode_errors) = decode_stream(samples.clone(), pre.clone(), max_pixels);
-                    errors.push(decode_errors);
+                    // An image fails to decode alike in every branch (preprocessing cannot fail),
+                    // and a model-less error row counts against every pair: report it once.
+                    if first_branch {
+                        errors.push(decode_errors);
+                    }
                     images
                 })
                 .clone();

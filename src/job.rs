@@ -236,6 +236,9 @@ impl Job {
         if self.data.shard_size == 0 {
             return Err(invalid("data.shard_size", "must be at least 1".into()));
         }
+        if self.data.max_pixels == 0 {
+            return Err(invalid("data.max_pixels", "must be at least 1 (every image would be refused)".into()));
+        }
         if self.data.limit == Some(0) {
             return Err(invalid("data.limit", "must be at least 1 (or left out)".into()));
         }

@@ -24,11 +24,14 @@ pub enum ModelError {
     MissingFile { manifest: PathBuf, field: String, file: PathBuf },
     #[error("{manifest}: field `{field}`: {file} does not match the manifest ({what}); refusing to load it")]
     Mismatch { manifest: PathBuf, field: String, file: PathBuf, what: String },
-    #[error("{file}: not a loadable TorchScript model: {message}")]
-    Load { file: PathBuf, message: String },
-    #[error("{file}: {message}")]
-    Contract { file: PathBuf, message: String },
+    #[error("{manifest}: field `{field}`: {file} is not a loadable TorchScript model: {message}")]
+    Load { manifest: PathBuf, field: String, file: PathBuf, message: String },
+    #[error("{manifest}: field `{field}`: {file} breaks the model contract (SPEC §2): {message}")]
+    Contract { manifest: PathBuf, field: String, file: PathBuf, message: String },
 }
+
+/// Logits per image (SPEC §2: `Float[N, 1000]`, ImageNet-1k in sorted-wnid order).
+pub const CLASSES: usize = 1000;
 
 /// A manifest plus where it was read from.
 #[derive(Clone, Debug)]
@@ -93,9 +96,50 @@ impl PairSpec {
 
     /// Loads both variants. Call [`PairSpec::verify`] first.
     pub fn load(&self) -> Result<LoadedPair, ModelError> {
-        let float = TorchModel::load(&self.path(Variant::Float), None)?;
-        let quantized = TorchModel::load(&self.path(Variant::Quantized), Some(self.manifest.quantization.engine))?;
+        let load = |variant: Variant, engine: Option<Engine>| {
+            TorchModel::load(&self.path(variant), engine).map_err(|message| ModelError::Load {
+                manifest: self.manifest_path.clone(),
+                field: format!("{}.file", variant.as_str()),
+                file: self.path(variant),
+                message,
+            })
+        };
+        let float = load(Variant::Float, None)?;
+        let quantized = load(Variant::Quantized, Some(self.manifest.quantization.engine))?;
         Ok(LoadedPair { float, quantized })
+    }
+
+    /// Loads both variants and runs each once on one all-zero image of the manifest's crop: the
+    /// output must be `(logits [1, 1000], act [1, C, h, w])` (SPEC §2) with `[C, h, w]` as
+    /// `cam_layer.shape` says (the manifest gives it for a 224 crop, so at another crop only `C`
+    /// is compared). Run at plan time, so that a model that cannot keep the contract stops the run
+    /// before any work, with the manifest and field named, instead of failing every batch.
+    pub fn check_contract(&self) -> Result<(), ModelError> {
+        let pair = self.load()?;
+        let crop = self.manifest.preprocess.crop as usize;
+        let zeros = vec![0f32; 3 * crop * crop];
+        let want = self.manifest.cam_layer.shape;
+        for variant in Variant::BOTH {
+            let broken = |field: String, message: String| ModelError::Contract {
+                manifest: self.manifest_path.clone(),
+                field,
+                file: self.path(variant),
+                message,
+            };
+            let file_field = format!("{}.file", variant.as_str());
+            let out = pair.variant(variant).run(&zeros, 1, crop).map_err(|m| broken(file_field.clone(), m))?;
+            if out.classes != CLASSES {
+                return Err(broken(file_field, format!("logits have shape [1, {}], expected [1, {CLASSES}]", out.classes)));
+            }
+            let agrees = if crop == 224 { out.act_shape == want } else { out.act_shape[0] == want[0] };
+            if !agrees {
+                return Err(broken(
+                    "cam_layer.shape".into(),
+                    format!("the activation is {:?} per image at crop {crop}, the manifest says {want:?}", out.act_shape),
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -166,10 +210,10 @@ pub struct TorchModel {
 }
 
 impl TorchModel {
-    pub fn load(path: &Path, engine: Option<Engine>) -> Result<TorchModel, ModelError> {
-        let load_err = |message: String| ModelError::Load { file: path.to_path_buf(), message };
-        let _ticket = engine.map(|e| ENGINE_GATE.enter(e)).transpose().map_err(load_err)?;
-        let mut module = tch::CModule::load(path).map_err(|e| load_err(first_line(&e.to_string())))?;
+    /// Loads a TorchScript file; the error is the first line of libtorch's (the caller names the file).
+    pub fn load(path: &Path, engine: Option<Engine>) -> Result<TorchModel, String> {
+        let _ticket = engine.map(|e| ENGINE_GATE.enter(e)).transpose()?;
+        let mut module = tch::CModule::load(path).map_err(|e| first_line(&e.to_string()))?;
         module.set_eval();
         Ok(TorchModel { module, path: path.to_path_buf(), engine })
     }

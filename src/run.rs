@@ -47,6 +47,51 @@ struct Versions {
 struct PairRecord<'a> {
     manifest_path: &'a Path,
     manifest: &'a Manifest,
+    #[serde(flatten)]
+    counts: PairCounts,
+}
+
+/// What became of one pair's images in this process: each image read is either a `pairs` row of
+/// the pair (`rows_ok`) or an `errors` row of it (`rows_error`; an error with no model, from
+/// reading, labels or decoding, counts against every pair), so `images_in = rows_ok + rows_error`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct PairCounts {
+    pub images_in: usize,
+    pub rows_ok: usize,
+    pub rows_error: usize,
+}
+
+impl PairCounts {
+    pub fn add_up(&self) -> bool {
+        self.images_in == self.rows_ok + self.rows_error
+    }
+}
+
+/// Counts the rows this process wrote, per pair, from its shards' part files: what is on disk, not
+/// what the graph meant to write.
+fn count_rows(out_dir: &Path, parts: &[String], pairs: &[PairSpec], images_in: usize) -> Result<Vec<PairCounts>> {
+    use tables::{column, read_parts, Utf8Col};
+    let mut counts = vec![PairCounts { images_in, ..PairCounts::default() }; pairs.len()];
+    let slot = |model: &str| pairs.iter().position(|p| p.name() == model);
+    for batch in read_parts(out_dir, "pairs", parts)? {
+        let model = column::<Utf8Col>(&batch, "model");
+        for i in 0..batch.num_rows() {
+            let at = slot(model.value(i)).with_context(|| format!("a pairs row names unknown model `{}`", model.value(i)))?;
+            counts[at].rows_ok += 1;
+        }
+    }
+    for batch in read_parts(out_dir, "errors", parts)? {
+        let model = column::<Utf8Col>(&batch, "model");
+        for i in 0..batch.num_rows() {
+            if arrow::array::Array::is_null(model, i) {
+                counts.iter_mut().for_each(|c| c.rows_error += 1);
+            } else {
+                let at = slot(model.value(i)).with_context(|| format!("an errors row names unknown model `{}`", model.value(i)))?;
+                counts[at].rows_error += 1;
+            }
+        }
+    }
+    Ok(counts)
 }
 
 #[derive(Serialize)]
@@ -99,6 +144,7 @@ pub fn plan(job_path: &Path, opts: &RunOptions) -> Result<Plan> {
         let spec = PairSpec::read(&job.models.dir, name)
             .with_context(|| format!("{}: field `models.pairs`: pair `{name}`", job_path.display()))?;
         spec.verify()?;
+        spec.check_contract()?;
         pairs.push(spec);
     }
     let out_dir = job.output.dir.clone();
@@ -193,6 +239,20 @@ pub fn run(job_path: &Path, opts: &RunOptions) -> Result<PathBuf> {
     reporter.finish();
     let wall_s = start.elapsed().as_secs_f64();
 
+    // The shards this process computed: graph::run_worker gives worker w of `peers` the shards with
+    // index % peers == w, and this process runs workers process·workers .. (process+1)·workers;
+    // shards finished by an earlier run were read back, not computed.
+    let peers = workers * processes;
+    let parts: Vec<String> = plan
+        .dataset
+        .shards
+        .iter()
+        .filter(|s| (s.index % peers) / workers == process && !plan.finished.contains(&s.name))
+        .map(|s| s.name.clone())
+        .collect();
+    let images_in: usize = reports.iter().map(|w| w.images_in).sum();
+    let counts = count_rows(&plan.out_dir, &parts, &plan.pairs, images_in)?;
+
     let record = RunRecord {
         schema_version: crate::SCHEMA_VERSION,
         job: &plan.job,
@@ -205,7 +265,8 @@ pub fn run(job_path: &Path, opts: &RunOptions) -> Result<PathBuf> {
         pairs: plan
             .pairs
             .iter()
-            .map(|p| PairRecord { manifest_path: &p.manifest_path, manifest: &p.manifest })
+            .zip(&counts)
+            .map(|(p, &counts)| PairRecord { manifest_path: &p.manifest_path, manifest: &p.manifest, counts })
             .collect(),
         data_layout: plan.dataset.layout,
         images_listed: total,
@@ -221,7 +282,21 @@ pub fn run(job_path: &Path, opts: &RunOptions) -> Result<PathBuf> {
     let name = if processes == 1 { RUN_FILE.to_string() } else { format!("run.process-{process}.json") };
     let path = plan.out_dir.join(name);
     std::fs::write(&path, serde_json::to_vec_pretty(&record)?).with_context(|| format!("writing {}", path.display()))?;
-    let images_here: usize = record.workers.iter().map(|w| w.images_in).sum();
-    eprintln!("qcam: process {process}: {images_here} images in {wall_s:.1} s ({:.2} images/s)", images_here as f64 / wall_s);
+    eprintln!("qcam: process {process}: {images_in} images in {wall_s:.1} s ({:.2} images/s)", images_in as f64 / wall_s);
+    for (pair, c) in plan.pairs.iter().zip(&counts) {
+        eprintln!("qcam:   {}: {} rows, {} errors", pair.name(), c.rows_ok, c.rows_error);
+    }
+    // Every image read must be accounted for, once, in every pair; anything else is a bug that
+    // lost or duplicated rows, and the run says so instead of reporting on partial tables.
+    if let Some((pair, c)) = plan.pairs.iter().zip(&counts).find(|(_, c)| !c.add_up()) {
+        bail!(
+            "{}: pair `{}`: {} images in, but {} rows + {} errors: rows were lost or duplicated",
+            path.display(),
+            pair.name(),
+            c.images_in,
+            c.rows_ok,
+            c.rows_error
+        );
+    }
     Ok(plan.out_dir.clone())
 }

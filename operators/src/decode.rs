@@ -307,7 +307,7 @@ fn with_libjpeg<T>(f: impl FnOnce() -> Result<T, DecodeError>) -> Result<T, Deco
 /// Parse the JPEG header (markers up to the first SOS; no frame allocation). Call inside
 /// [`with_libjpeg`].
 fn jpeg_header(bytes: &[u8]) -> Result<mozjpeg::Decompress<&[u8]>, DecodeError> {
-    mozjpeg::Decompress::new_mem(bytes).map_err(|e| DecodeError::Corrupt(format!("JPEG: {e}")))
+    mozjpeg::Decompress::new_mem(bytes).map_err(corrupt_jpeg)
 }
 
 /// Pillow's `CMYK → RGB` (`libImaging/Convert.c: cmyk2rgb`) applied to libjpeg's raw CMYK output,
@@ -341,66 +341,42 @@ fn decode_jpeg(bytes: &[u8], max_pixels: u64) -> Result<RgbImage, DecodeError> {
         dec.dct_method(mozjpeg::DctMethod::IntegerSlow);
         dec.do_fancy_upsampling(true);
         let ncomp = dec.components().len();
-        let npx = w as usize * h as usize;
-        let wu = w as usize;
-        match ncomp {
-            3 => {
-                // Pillow: mode RGB, out_color_space JCS_RGB (YCbCr→RGB by libjpeg).
-                let mut started = dec
-                    .rgb()
-                    .map_err(|e| DecodeError::Corrupt(format!("JPEG: {e}")))?;
-                check_output_size(started.width(), started.height(), w, h)?;
-                let mut buf = vec![0u8; npx * 3];
-                started
-                    .read_scanlines_into::<u8>(&mut buf)
-                    .map_err(|e| DecodeError::Corrupt(format!("JPEG: {e}")))?;
-                finish(started)?;
-                Ok(RgbImage::from_raw(w, h, buf).expect("buffer sized from the header"))
-            }
-            1 => {
-                // Pillow: mode L (JCS_GRAYSCALE); convert('RGB') replicates the luma.
-                let mut started = dec
-                    .to_colorspace(mozjpeg::ColorSpace::JCS_GRAYSCALE)
-                    .map_err(|e| DecodeError::Corrupt(format!("JPEG: {e}")))?;
-                check_output_size(started.width(), started.height(), w, h)?;
-                let mut out = vec![0u8; npx * 3];
-                let mut row = vec![0u8; wu];
-                for orow in out.chunks_exact_mut(wu * 3) {
-                    started
-                        .read_scanlines_into::<u8>(&mut row)
-                        .map_err(|e| DecodeError::Corrupt(format!("JPEG: {e}")))?;
-                    for (o, &g) in orow.chunks_exact_mut(3).zip(&row) {
-                        o.fill(g);
-                    }
+        // Per component count: libjpeg's output space, its bytes per pixel, and the conversion of
+        // one output row to RGB, as Pillow decodes and then `convert('RGB')`s that kind of file.
+        let (space, bpp, to_rgb): (mozjpeg::ColorSpace, usize, fn(&[u8], &mut [u8])) = match ncomp {
+            // Pillow: mode RGB, out_color_space JCS_RGB (YCbCr→RGB by libjpeg).
+            3 => (mozjpeg::ColorSpace::JCS_RGB, 3, |row, out| out.copy_from_slice(row)),
+            // Pillow: mode L (JCS_GRAYSCALE); convert('RGB') replicates the luma.
+            1 => (mozjpeg::ColorSpace::JCS_GRAYSCALE, 1, |row, out| {
+                for (o, &g) in out.chunks_exact_mut(3).zip(row) {
+                    o.fill(g);
                 }
-                finish(started)?;
-                Ok(RgbImage::from_raw(w, h, out).expect("buffer sized from the header"))
-            }
-            4 => {
-                // Pillow: mode CMYK with rawmode "CMYK;I" whatever the Adobe marker says; libjpeg
-                // outputs JCS_CMYK from CMYK or YCCK (its own YCC→RGB then 255-x), then Pillow's
-                // cmyk2rgb.
-                let mut started = dec
-                    .to_colorspace(mozjpeg::ColorSpace::JCS_CMYK)
-                    .map_err(|e| DecodeError::Corrupt(format!("JPEG: {e}")))?;
-                check_output_size(started.width(), started.height(), w, h)?;
-                let mut out = vec![0u8; npx * 3];
-                let mut row = vec![0u8; wu * 4];
-                for orow in out.chunks_exact_mut(wu * 3) {
-                    started
-                        .read_scanlines_into::<u8>(&mut row)
-                        .map_err(|e| DecodeError::Corrupt(format!("JPEG: {e}")))?;
-                    cmyk_inverted_to_rgb(&row, orow);
-                }
-                finish(started)?;
-                Ok(RgbImage::from_raw(w, h, out).expect("buffer sized from the header"))
-            }
+            }),
+            // Pillow: mode CMYK with rawmode "CMYK;I" whatever the Adobe marker says; libjpeg
+            // outputs JCS_CMYK from CMYK or YCCK (its own YCC→RGB then 255-x), then Pillow's
+            // cmyk2rgb.
+            4 => (mozjpeg::ColorSpace::JCS_CMYK, 4, cmyk_inverted_to_rgb),
             // Pillow: "cannot handle N-layer images".
-            n => Err(DecodeError::Unsupported(format!(
-                "JPEG with {n} components"
-            ))),
+            n => return Err(DecodeError::Unsupported(format!("JPEG with {n} components"))),
+        };
+        let mut started = dec.to_colorspace(space).map_err(corrupt_jpeg)?;
+        check_output_size(started.width(), started.height(), w, h)?;
+        let wu = w as usize;
+        let mut out = vec![0u8; wu * h as usize * 3];
+        let mut row = vec![0u8; wu * bpp];
+        for orow in out.chunks_exact_mut(wu * 3) {
+            started.read_scanlines_into::<u8>(&mut row).map_err(corrupt_jpeg)?;
+            to_rgb(&row, orow);
         }
+        // jpeg_finish_decompress, as Pillow's decoder calls it after the last scanline.
+        started.finish().map_err(corrupt_jpeg)?;
+        Ok(RgbImage::from_raw(w, h, out).expect("buffer sized from the header"))
     })
+}
+
+/// A libjpeg failure reported through the `mozjpeg` crate's `io::Error`s: a damaged stream.
+fn corrupt_jpeg(e: std::io::Error) -> DecodeError {
+    DecodeError::Corrupt(format!("JPEG: {e}"))
 }
 
 fn check_output_size(ow: usize, oh: usize, w: u32, h: u32) -> Result<(), DecodeError> {
@@ -410,13 +386,6 @@ fn check_output_size(ow: usize, oh: usize, w: u32, h: u32) -> Result<(), DecodeE
         )));
     }
     Ok(())
-}
-
-/// `jpeg_finish_decompress`, as Pillow's decoder calls it after the last scanline.
-fn finish<R>(started: mozjpeg::decompress::DecompressStarted<R>) -> Result<(), DecodeError> {
-    started
-        .finish()
-        .map_err(|e| DecodeError::Corrupt(format!("JPEG: {e}")))
 }
 
 fn gray_to_rgb(w: u32, h: u32, src: &[u8], stride: usize) -> RgbImage {

@@ -380,3 +380,30 @@ fn decode_sample_maps_boxes_and_drops_empty_ones() {
     assert_eq!(im.boxes, vec![BoxXyxy::new(0, 0, 223, 223)]); // the corner box falls outside the crop
     assert_eq!(im.label, 3);
 }
+
+/// A 1×1 image is valid input (ImageNet has none, but nothing forbids it): it scales up to 256×256
+/// and every crop pixel is that one colour, normalised. Its only box, the pixel itself
+/// (0,0,0,0 inclusive), maps to resized pixel 0, i.e. crop pixel −16 on both axes, and is dropped
+/// (SPEC §1 maps corners, not pixel extents).
+#[test]
+fn one_pixel_image_fills_the_crop_with_its_colour() {
+    let img = RgbImage::from_pixel(1, 1, image::Rgb([200, 100, 30]));
+    for interp in [Interpolation::Bilinear, Interpolation::Bicubic] {
+        let p = imagenet(interp);
+        let s = operators::Sample {
+            image_id: "one".into(),
+            shard: "s".into(),
+            label: 0,
+            boxes: vec![BoxXyxy::new(0, 0, 0, 0)],
+            bytes: png_bytes(&img),
+        };
+        let im = decode_sample(&s, &p, DEFAULT_MAX_PIXELS).unwrap();
+        assert_eq!(frame(1, 1), CropFrame { orig_w: 1, orig_h: 1, resized_w: 256, resized_h: 256, left: 16, top: 16, crop: 224 });
+        assert_eq!(im.pixels.len(), 3 * 224 * 224);
+        for (c, v) in [200u8, 100, 30].into_iter().enumerate() {
+            let plane = &im.pixels[c * 224 * 224..(c + 1) * 224 * 224];
+            assert!(plane.iter().all(|&x| x == norm(v, c, &p)), "{interp:?} channel {c}");
+        }
+        assert_eq!(im.boxes, vec![]);
+    }
+}

@@ -338,7 +338,7 @@ impl Table for AggregateRow {
 pub fn write_part<T: Table>(out_dir: &Path, part: &str, rows: &[T]) -> std::io::Result<PathBuf> {
     let dir = out_dir.join(T::NAME);
     std::fs::create_dir_all(&dir)?;
-    let path = dir.join(format!("part-{part}.parquet"));
+    let path = part_path(out_dir, T::NAME, part);
     let tmp = dir.join(format!(".part-{part}.parquet.tmp"));
     let props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
@@ -349,6 +349,27 @@ pub fn write_part<T: Table>(out_dir: &Path, part: &str, rows: &[T]) -> std::io::
     writer.into_inner().map_err(std::io::Error::other)?.sync_all()?;
     std::fs::rename(&tmp, &path)?;
     Ok(path)
+}
+
+/// Where [`write_part`] puts a table's part (one per shard, named after it).
+pub fn part_path(out_dir: &Path, table: &str, part: &str) -> PathBuf {
+    out_dir.join(table).join(format!("part-{part}.parquet"))
+}
+
+/// Reads the named parts of a table (say, the shards one process wrote), in the order given; a
+/// missing part is an error, since every finished shard has one.
+pub fn read_parts(out_dir: &Path, table: &str, parts: &[String]) -> std::io::Result<Vec<RecordBatch>> {
+    let mut out = Vec::new();
+    for part in parts {
+        out.extend(read_part_file(&part_path(out_dir, table, part))?);
+    }
+    Ok(out)
+}
+
+fn read_part_file(path: &Path) -> std::io::Result<Vec<RecordBatch>> {
+    let file = File::open(path).map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file).and_then(|b| b.build()).map_err(std::io::Error::other)?;
+    reader.map(|batch| batch.map_err(std::io::Error::other)).collect()
 }
 
 /// Reads every part of a table back as record batches, in part-name order.
@@ -365,12 +386,7 @@ pub fn read_table(out_dir: &Path, table: &str) -> std::io::Result<Vec<RecordBatc
     parts.sort();
     let mut out = Vec::new();
     for part in parts {
-        let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&part)?)
-            .and_then(|b| b.build())
-            .map_err(std::io::Error::other)?;
-        for batch in reader {
-            out.push(batch.map_err(std::io::Error::other)?);
-        }
+        out.extend(read_part_file(&part)?);
     }
     Ok(out)
 }
