@@ -229,7 +229,7 @@ fn write_pair(models_dir: &Path, name: &str, float: Option<&Path>, quantized: Op
 fn job_text(data: &Path, models: &Path, pairs: &[&str], out: &Path) -> String {
     format!(
         "name = \"bad-input\"\n[data]\npath = \"{}\"\nshard_size = 5\n[models]\ndir = \"{}\"\npairs = [{}]\n\
-         [run]\nbatch_size = 4\n[output]\ndir = \"{}\"\n",
+         [run]\nbatch_size = 4\n[perturbation]\nscope = \"none\"\n[output]\ndir = \"{}\"\n",
         data.display(),
         models.display(),
         pairs.iter().map(|p| format!("\"{p}\"")).collect::<Vec<_>>().join(", "),

@@ -24,6 +24,8 @@ dir = "{}"
 pairs = [{}]
 [run]
 batch_size = 16
+[perturbation]
+scope = "none"   # this test is about classification; deletion/insertion has its own
 [output]
 dir = "{}"
 "#,

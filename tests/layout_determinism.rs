@@ -1,6 +1,6 @@
-//! Results never depend on the worker layout: the sorted `images` and `pairs` tables (timing columns
-//! aside) of the 300 sample images with three pairs are identical for 1 thread, 2 threads, and 2
-//! processes on loopback started through `qcam spawn`, and their row counts are exact.
+//! Results never depend on the worker layout: every table (timing columns aside) of the 300 sample
+//! images with three pairs, from `images` to `perturbation`, is identical for 1 thread, 2 threads,
+//! and 2 processes on loopback started through `qcam spawn`, and the row counts are exact.
 
 mod common;
 
@@ -25,6 +25,11 @@ pairs = [{}]
 [run]
 batch_size = 8
 torch_threads = 1
+[subset]
+top_fraction = 0.02
+epoch_shards = 2
+[perturbation]
+steps = 5
 [output]
 dir = "{}"
 "#,
@@ -65,6 +70,14 @@ fn tables_are_identical_across_threads_and_processes() {
             assert_eq!(rows.len(), reference.len(), "{table} row count differs in {}", other.display());
             let first_diff = rows.iter().zip(&reference).position(|(a, b)| a != b);
             assert!(first_diff.is_none(), "{table} differs in {} at sorted row {first_diff:?}", other.display());
+        }
+    }
+    // Selection, aggregates and deletion/insertion: k = ceil(0.02 · 300) = 6 per pair.
+    for (table, rows) in [("subset", 6 * PAIRS.len()), ("aggregates", 300usize.div_ceil(40).div_ceil(2) * PAIRS.len() * 2), ("perturbation", 6 * PAIRS.len() * 2)] {
+        let reference = canonical(&one, table);
+        assert_eq!(reference.len(), rows, "{table} rows");
+        for other in [&two, &procs] {
+            assert_eq!(canonical(other, table), reference, "{table} differs in {}", other.display());
         }
     }
     // Part files: one per shard, whoever wrote them.

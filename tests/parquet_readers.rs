@@ -1,5 +1,6 @@
 //! The Parquet that qcam writes opens in DuckDB and Polars (the real PyPI packages) with SPEC §8's
-//! column names and types, and both readers count the rows qcam wrote.
+//! column names and types (the subset and deletion/insertion tables included), and both readers
+//! count the rows qcam wrote.
 
 mod common;
 
@@ -14,7 +15,7 @@ fn duckdb_and_polars_read_the_spec_schema() {
     let out = tmp.path().join("run");
     let job = tmp.path().join("job.toml");
     let text = format!(
-        "name = \"readers\"\n[data]\npath = \"{}\"\nlimit = 24\nshard_size = 10\n[models]\ndir = \"{}\"\npairs = [\"mobilenet_v2_qnnpack\"]\n[output]\ndir = \"{}\"\n",
+        "name = \"readers\"\n[data]\npath = \"{}\"\nlimit = 24\nshard_size = 10\n[models]\ndir = \"{}\"\npairs = [\"mobilenet_v2_qnnpack\"]\n[perturbation]\nsteps = 10\n[output]\ndir = \"{}\"\n",
         common::sample_dir().display(),
         common::models_dir().display(),
         out.display()
@@ -25,12 +26,14 @@ fn duckdb_and_polars_read_the_spec_schema() {
     let script = common::repo_root().join("tests/reference/open_with_duckdb_polars.py");
     let stdout = common::run_python(&script, &[OsStr::new(out.as_os_str())]);
     let summary: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
-    for (table, expected) in [("images", 24 * 2), ("pairs", 24)] {
+    // k = ceil(0.05 · 24) = 2 subset images, each perturbed under both variants.
+    for (table, expected) in [("images", 24 * 2), ("pairs", 24), ("subset", 2), ("perturbation", 2 * 2)] {
         let ours: usize = read_table(&out, table).unwrap().iter().map(|b| b.num_rows()).sum();
         assert_eq!(ours, expected, "{table} rows written");
         assert_eq!(summary[table]["duckdb"], expected, "{table} rows seen by DuckDB");
         assert_eq!(summary[table]["polars"], expected, "{table} rows seen by Polars");
     }
     assert_eq!(summary["malformed_image_rows"], 0);
+    assert_eq!(summary["malformed_perturbation_rows"], 0);
     assert!(summary["max_hist_sum_error"].as_f64().unwrap() < 1e-5, "{summary}");
 }

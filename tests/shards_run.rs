@@ -7,7 +7,7 @@ use std::process::Command;
 
 fn job(dir: &std::path::Path, data: &std::path::Path, out: &std::path::Path) -> std::path::PathBuf {
     let text = format!(
-        "name = \"shards\"\n[data]\npath = \"{}\"\nshard_size = 10\n[models]\ndir = \"{}\"\npairs = [\"mobilenet_v2_qnnpack\"]\n[run]\nbatch_size = 4\n[output]\ndir = \"{}\"\n",
+        "name = \"shards\"\n[data]\npath = \"{}\"\nshard_size = 10\n[models]\ndir = \"{}\"\npairs = [\"mobilenet_v2_qnnpack\"]\n[run]\nbatch_size = 4\n[perturbation]\nscope = \"none\"\n[output]\ndir = \"{}\"\n",
         data.display(),
         common::models_dir().display(),
         out.display()

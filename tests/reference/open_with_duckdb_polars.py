@@ -20,6 +20,10 @@ SPEC = {
     ],
     "pairs": [("image_id", "utf8"), ("model", "utf8"), ("rmse", "float32"), ("rmse_flipped", "float32"),
               ("top1_agree", "bool")],
+    "subset": [("model", "utf8"), ("image_id", "utf8"), ("rank", "int32"), ("rmse", "float32")],
+    "perturbation": [("image_id", "utf8"), ("model", "utf8"), ("variant", "utf8"), ("target", "int32"),
+                     ("deletion_auc", "float32"), ("insertion_auc", "float32"),
+                     ("deletion_curve", "list<float32>"), ("insertion_curve", "list<float32>")],
 }
 DUCK = {"utf8": "VARCHAR", "int32": "INTEGER", "bool": "BOOLEAN", "float32": "FLOAT", "float64": "DOUBLE",
         "list<int32>": "INTEGER[]", "list<float32>": "FLOAT[]"}
@@ -49,6 +53,11 @@ def main(run_dir):
         WHERE len(box) != 4 OR len(iou_curve) != 100 OR len(act_hist) != 256 OR len(top5) != 5
            OR len(cam) != cam_h * cam_w OR variant NOT IN ('float', 'quantized')""").fetchone()[0]
     out["malformed_image_rows"] = bad
+    steps = json.load(open(f"{run_dir}/run.json"))["job"]["perturbation"]["steps"]
+    out["malformed_perturbation_rows"] = con.execute(f"""
+        SELECT count(*) FROM read_parquet('{run_dir}/perturbation/*.parquet')
+        WHERE len(deletion_curve) != {steps} + 1 OR len(insertion_curve) != {steps} + 1
+           OR variant NOT IN ('float', 'quantized')""").fetchone()[0]
     hist = pl.read_parquet(f"{run_dir}/images/*.parquet").select(pl.col("act_hist").list.sum().alias("s"))
     out["max_hist_sum_error"] = float((hist["s"] - 1.0).abs().max())
     print(json.dumps(out))

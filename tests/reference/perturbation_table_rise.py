@@ -1,0 +1,90 @@
+"""Independent reference for qcam's `perturbation` table: RISE's `CausalMetric` in Python, per row.
+
+Usage: perturbation_table_rise.py RUN_DIR SAMPLE_DIR MODELS_DIR OUT_JSON
+
+For each (image, model, variant) row qcam wrote, this rebuilds everything from the inputs qcam
+started from, with other code: the image through torchvision's transforms (per the pair's
+manifest), the model through `torch.jit.load`, the map from the `images` table's stored h×w `cam`
+upsampled as SPEC §3 step 5 says (`F.interpolate`, bilinear, align_corners=False, then relu and
+min-max), and the target as the variant's argmax on the unperturbed image. Then RISE's deletion
+(zero substrate) and insertion (blur substrate) loops from `perturb_rise.py`, with the SPEC's
+`steps`, and their AUCs. It writes, per row, qcam's and RISE's AUCs and targets; the Rust test
+asserts on them. Nothing here asserts.
+"""
+import json
+import math
+import os
+import sys
+
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "2")
+
+import duckdb
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torchvision import transforms as T
+
+sys.path.insert(0, os.path.dirname(__file__))
+import perturb_rise as rise  # noqa: E402
+
+INTERP = {"bilinear": T.InterpolationMode.BILINEAR, "bicubic": T.InterpolationMode.BICUBIC}
+
+
+def transform(pre):
+    return T.Compose([
+        T.Resize(pre["resize"], interpolation=INTERP[pre["interpolation"]]),
+        T.CenterCrop(pre["crop"]),
+        T.ToTensor(),
+        T.Normalize(pre["mean"], pre["std"]),
+    ])
+
+
+def full_cam(cam_lo, h, w, crop):
+    t = torch.tensor(cam_lo, dtype=torch.float32).reshape(1, 1, h, w)
+    up = F.interpolate(t, size=(crop, crop), mode="bilinear", align_corners=False).relu()[0, 0]
+    return ((up - up.min()) / (up.max() - up.min() + 1e-7)).numpy()
+
+
+def main(run_dir, sample_dir, models_dir, out_json):
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+    run = json.load(open(os.path.join(run_dir, "run.json")))
+    steps = run["job"]["perturbation"]["steps"]
+    rows = duckdb.sql(f"""
+        select p.image_id, p.model, p.variant, p.target, p.deletion_auc, p.insertion_auc,
+               i.cam, i.cam_h, i.cam_w
+        from '{run_dir}/perturbation/*.parquet' p
+        join '{run_dir}/images/*.parquet' i using (image_id, model, variant)
+        order by p.model, p.image_id, p.variant""").fetchall()
+    models, results = {}, []
+    for image_id, model, variant, target, del_auc, ins_auc, cam, h, w in rows:
+        key = (model, variant)
+        if key not in models:
+            manifest = json.load(open(os.path.join(models_dir, model, "manifest.json")))
+            engine = manifest["quantization"]["engine"]
+            torch.backends.quantized.engine = "fbgemm" if engine in ("fbgemm", "x86") else engine
+            m = torch.jit.load(os.path.join(models_dir, model, manifest[variant]["file"])).eval()
+            models[key] = (m, manifest["preprocess"], engine)
+        m, pre, engine = models[key]
+        torch.backends.quantized.engine = "fbgemm" if engine in ("fbgemm", "x86") else engine
+        crop = pre["crop"]
+        x = transform(pre)(Image.open(os.path.join(sample_dir, "ILSVRC/Data/CLS-LOC/val", image_id + ".JPEG")).convert("RGB"))[None]
+        expl = full_cam(cam, h, w, crop)[None]
+        step = math.ceil(crop * crop / steps)
+        model = lambda b: torch.softmax(m(b)[0], dim=1)  # noqa: E731 (scores are probabilities)
+        out = {"image_id": image_id, "model": key[0], "variant": variant, "qcam_target": target,
+               "qcam_deletion_auc": del_auc, "qcam_insertion_auc": ins_auc}
+        for mode, substrate in (("del", rise.zero), ("ins", rise.blur)):
+            metric = rise.CausalMetric(model, mode, step, substrate, crop * crop)
+            scores, c = metric.single_run(x, expl)
+            out[f"rise_{mode}_auc"] = float(rise.auc(scores))
+            out["rise_target"] = c
+            out[f"rise_{mode}_points"] = len(scores)
+        results.append(out)
+    with open(out_json, "w") as f:
+        json.dump({"steps": steps, "rows": results}, f)
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:5])
