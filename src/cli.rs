@@ -46,6 +46,10 @@ enum Command {
         /// shards are computed; subset, aggregates and deletion/insertion are brought up to date.
         #[arg(long)]
         append: bool,
+        /// Soak test: run the job this many times in one process, into the same folder, and fail
+        /// if the tables ever differ or memory or open files grow (writes soak.json).
+        #[arg(long, default_value_t = 1, conflicts_with_all = ["resume", "append", "hostfile"])]
+        repeat: usize,
         /// This process's index in a multi-process run.
         #[arg(short = 'p', long, requires = "hostfile")]
         process: Option<usize>,
@@ -97,7 +101,7 @@ pub fn main() -> ExitCode {
 
 fn dispatch(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Run { job, data, out, models, workers, limit, overwrite, resume, append, process, hostfile } => {
+        Command::Run { job, data, out, models, workers, limit, overwrite, resume, append, repeat, process, hostfile } => {
             let cluster = match hostfile {
                 Some(h) => Some(ClusterOptions { process: process.unwrap_or(0), addresses: read_hostfile(&h)? }),
                 None => None,
@@ -105,7 +109,7 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
             let clustered = cluster.is_some();
             let resume = resume || append;
             let opts = RunOptions { data, out, models_dir: models, workers, limit, overwrite, resume, cluster };
-            let out_dir = crate::run::run(&job, &opts)?;
+            let out_dir = if repeat > 1 { crate::run::soak(&job, &opts, repeat)? } else { crate::run::run(&job, &opts)? };
             // In a cluster the other processes may still be writing; whoever launched them reports.
             if !clustered {
                 println!("{}", report::report(&out_dir)?);

@@ -72,6 +72,8 @@ pub struct WorkerReport {
     /// Images of finished shards whose rows were read back.
     pub images_reused: usize,
     pub torch_threads: usize,
+    /// Seconds until this worker's shards were written (read, decode, infer, explain, sinks).
+    pub phase1_s: f64,
     /// Seconds in deletion/insertion (re-reading the images included).
     pub perturb_s: f64,
     pub wall_s: f64,
@@ -83,6 +85,8 @@ pub struct Progress {
     /// (image, pair) units finished: a pair row or an error row.
     pub units_done: AtomicUsize,
     pub pairs: AtomicUsize,
+    /// (image, pair) units through deletion/insertion.
+    pub perturbed: AtomicUsize,
 }
 
 impl Progress {
@@ -225,7 +229,9 @@ pub fn run_worker(
             let cfg = PerturbConfig { steps: job.perturbation.steps, batch: job.perturb_batch(), crop: pre.crop as usize };
             let load = load_images(plan.clone(), pre.clone());
             let stage_dir = staging_dir(&out_dir, name);
+            let counter = progress.clone();
             let results = perturb(jobs, models.clone(), load, cfg, perturb_s.clone()).inspect(move |r| {
+                counter.perturbed.fetch_add(1, Ordering::Relaxed);
                 // Staged per image so a crash in this stage loses at most the images in flight.
                 if let Ok(rows) = r {
                     if let Err(e) = write_part(&stage_dir, &rows[0].image_id, rows) {
@@ -282,6 +288,12 @@ pub fn run_worker(
     }
     input.close();
     reused.close();
+    // Phase 1 (the per-shard tables) ends when its sinks' frontier empties; selection and
+    // deletion/insertion finish after it.
+    while !probe.done() {
+        worker.step();
+    }
+    let phase1_s = start.elapsed().as_secs_f64();
     while worker.step() {}
 
     Ok(WorkerReport {
@@ -290,6 +302,7 @@ pub fn run_worker(
         images_in,
         images_reused,
         torch_threads,
+        phase1_s,
         perturb_s: perturb_s.get(),
         wall_s: start.elapsed().as_secs_f64(),
     })

@@ -44,7 +44,11 @@ pub fn spawn(progress: Arc<Progress>, total: usize, processes: usize) -> Reporte
                 } else {
                     "?".to_string()
                 };
-                let line = format!("images {done}/{expected}  {rate:.1} img/s  ETA {eta}");
+                let mut line = format!("images {done}/{expected}  {rate:.1} img/s  ETA {eta}");
+                let perturbed = progress.perturbed.load(Ordering::Relaxed);
+                if perturbed > 0 {
+                    line.push_str(&format!("  deletion/insertion: {perturbed} done"));
+                }
                 let mut err = std::io::stderr().lock();
                 if tty {
                     let width = 30;

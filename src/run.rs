@@ -300,3 +300,69 @@ pub fn run(job_path: &Path, opts: &RunOptions) -> Result<PathBuf> {
     }
     Ok(plan.out_dir.clone())
 }
+
+/// The tables a run writes, in the order their digests are listed.
+pub const TABLES: [&str; 6] = ["images", "pairs", "errors", "subset", "aggregates", "perturbation"];
+
+/// sha256 of every table's canonical rows (timing columns aside): equal for equal results.
+pub fn output_digest(out_dir: &Path) -> Result<String> {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for table in TABLES {
+        h.update(table.as_bytes());
+        for row in tables::canonical_rows(out_dir, table)? {
+            h.update(row.as_bytes());
+            h.update(b"\n");
+        }
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
+/// Resident memory and open file descriptors of this process (Linux `/proc`; zeros elsewhere).
+fn process_usage() -> (u64, usize) {
+    let rss_kb = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .unwrap_or(0);
+    let fds = std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0);
+    (rss_kb, fds)
+}
+
+#[derive(Serialize)]
+struct SoakRun {
+    rss_kb: u64,
+    open_files: usize,
+    wall_s: f64,
+    digest: String,
+}
+
+/// `qcam run --repeat N`: the job N times in one process, into the same folder. Fails if any run's
+/// tables differ from the first's, or if memory or open files grow between the second run (the
+/// first warms allocator and library caches) and the last: more than 10% RSS, or any descriptor.
+/// Writes `soak.json` with the figures.
+pub fn soak(job_path: &Path, opts: &RunOptions, repeat: usize) -> Result<PathBuf> {
+    let mut runs: Vec<SoakRun> = Vec::new();
+    let mut out_dir = PathBuf::new();
+    for i in 0..repeat {
+        let start = Instant::now();
+        out_dir = run(job_path, &RunOptions { overwrite: true, ..opts.clone() })?;
+        let digest = output_digest(&out_dir)?;
+        let (rss_kb, open_files) = process_usage();
+        eprintln!("qcam soak: run {}/{repeat}: RSS {:.0} MB, {open_files} open files, tables {}", i + 1, rss_kb as f64 / 1024.0, &digest[..16]);
+        runs.push(SoakRun { rss_kb, open_files, wall_s: start.elapsed().as_secs_f64(), digest });
+    }
+    let record = serde_json::json!({ "repeat": repeat, "runs": runs });
+    std::fs::write(out_dir.join("soak.json"), serde_json::to_vec_pretty(&record)?)?;
+    if let Some((i, r)) = runs.iter().enumerate().find(|(_, r)| r.digest != runs[0].digest) {
+        bail!("soak: run {} wrote different tables from run 1 ({} vs {})", i + 1, r.digest, runs[0].digest);
+    }
+    if let (Some(warm), Some(last)) = (runs.get(1), runs.last()) {
+        if last.open_files > warm.open_files {
+            bail!("soak: open files grew from {} (run 2) to {} (run {repeat})", warm.open_files, last.open_files);
+        }
+        if last.rss_kb as f64 > warm.rss_kb as f64 * 1.10 {
+            bail!("soak: RSS grew from {} kB (run 2) to {} kB (run {repeat})", warm.rss_kb, last.rss_kb);
+        }
+    }
+    Ok(out_dir)
+}

@@ -18,7 +18,7 @@ fn perturbation_table_matches_rise() {
             r#"name = "rise-test"
 [data]
 path = "{}"
-limit = 100
+limit = 60
 shard_size = 50
 [models]
 dir = "{}"
@@ -47,7 +47,7 @@ dir = "{}"
     common::run_python(&script, &args);
     let result: serde_json::Value = serde_json::from_slice(&std::fs::read(&result).unwrap()).unwrap();
     let rows = result["rows"].as_array().unwrap();
-    assert_eq!(rows.len(), 5 * 2, "k = ceil(0.05 · 100) images × 2 variants");
+    assert_eq!(rows.len(), 3 * 2, "k = ceil(0.05 · 60) images × 2 variants");
     let mut worst: f64 = 0.0;
     for r in rows {
         let what = format!("{} {}", r["image_id"], r["variant"]);

@@ -509,6 +509,31 @@ pub fn read_rows<T: ReadRows>(out_dir: &Path) -> std::io::Result<Vec<T>> {
     Ok(read_table(out_dir, T::NAME)?.iter().flat_map(T::from_batch).collect())
 }
 
+/// Columns that measure time, and so differ between any two runs of the same job.
+pub const TIMING_COLUMNS: [&str; 2] = ["infer_ms", "cam_ms"];
+
+/// A table's rows as sorted text lines, timing columns left out: two runs with equal results give
+/// equal lines, whatever their part files and row order.
+pub fn canonical_rows(out_dir: &Path, table: &str) -> std::io::Result<Vec<String>> {
+    use arrow::util::display::{ArrayFormatter, FormatOptions};
+    let options = FormatOptions::default();
+    let mut rows = Vec::new();
+    for batch in read_table(out_dir, table)? {
+        let schema = batch.schema();
+        let mut columns = Vec::new();
+        for (field, col) in schema.fields().iter().zip(batch.columns()) {
+            if !TIMING_COLUMNS.contains(&field.name().as_str()) {
+                columns.push((field.name().clone(), ArrayFormatter::try_new(col.as_ref(), &options).map_err(std::io::Error::other)?));
+            }
+        }
+        rows.extend((0..batch.num_rows()).map(|i| {
+            columns.iter().map(|(name, f)| format!("{name}={}", f.value(i))).collect::<Vec<_>>().join(" | ")
+        }));
+    }
+    rows.sort();
+    Ok(rows)
+}
+
 /// Typed column access for readers of these tables (report, tests).
 pub fn column<'a, A: Array + 'static>(batch: &'a RecordBatch, name: &str) -> &'a A {
     batch

@@ -62,28 +62,8 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
 }
 
-/// Columns that measure time and so differ between any two runs.
-pub const TIMING: [&str; 2] = ["infer_ms", "cam_ms"];
-
 /// Every row of a run's table rendered as text, timing columns left out, sorted: two runs with
 /// equal results give equal vectors.
 pub fn canonical(out: &Path, table: &str) -> Vec<String> {
-    use arrow::util::display::{ArrayFormatter, FormatOptions};
-    let options = FormatOptions::default();
-    let mut rows = Vec::new();
-    for batch in tables::read_table(out, table).unwrap() {
-        let schema = batch.schema();
-        let columns: Vec<(String, ArrayFormatter)> = schema
-            .fields()
-            .iter()
-            .zip(batch.columns())
-            .filter(|(f, _)| !TIMING.contains(&f.name().as_str()))
-            .map(|(f, c)| (f.name().clone(), ArrayFormatter::try_new(c.as_ref(), &options).unwrap()))
-            .collect();
-        rows.extend((0..batch.num_rows()).map(|i| {
-            columns.iter().map(|(name, f)| format!("{name}={}", f.value(i))).collect::<Vec<_>>().join(" | ")
-        }));
-    }
-    rows.sort();
-    rows
+    tables::canonical_rows(out, table).unwrap()
 }
