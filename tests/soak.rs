@@ -17,8 +17,8 @@ fn twenty_runs_in_one_process_neither_leak_nor_drift() {
     std::fs::write(
         &job,
         format!(
-            "name = \"soak\"\n[data]\npath = \"{}\"\nlimit = 40\nshard_size = 10\n[models]\ndir = \"{}\"\n\
-             pairs = [\"mobilenet_v2_qnnpack\"]\n[run]\nbatch_size = 8\ntorch_threads = 1\n[perturbation]\nsteps = 5\n\
+            "name = \"soak\"\n[data]\npath = \"{}\"\nlimit = 16\nshard_size = 8\n[models]\ndir = \"{}\"\n\
+             pairs = [\"mobilenet_v2_qnnpack\"]\n[run]\nbatch_size = 8\ntorch_threads = 1\n[perturbation]\nsteps = 2\n\
              [output]\ndir = \"{}\"\n",
             common::sample_dir().display(),
             common::models_dir().display(),
@@ -48,5 +48,5 @@ fn twenty_runs_in_one_process_neither_leak_nor_drift() {
     for table in ["images", "pairs", "errors", "subset", "aggregates", "perturbation"] {
         assert_eq!(canonical(&soak, table), canonical(&single, table), "{table}: soak differs from a single run");
     }
-    assert_eq!(canonical(&single, "subset").len(), 2, "k = ceil(0.05 · 40)");
+    assert_eq!(canonical(&single, "subset").len(), 1, "k = ceil(0.05 · 16)");
 }
