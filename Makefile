@@ -22,8 +22,11 @@ demo: build models
 test: build models
 	cargo test --release --workspace
 
+# Kernel benches (criterion), then the whole-run comparison (qcam vs bare libtorch vs the Python
+# peer, 1 vs 2 processes, RSS at 300 vs 1,200 images); prints the table. ~30 min on 2 busy cores.
 bench: build models
-	cargo bench --workspace
+	cargo bench -p qcam-operators --bench kernels
+	scripts/bench.sh
 
 clean-runs:
 	rm -rf runs
