@@ -62,7 +62,7 @@ grep "phase-1" "$OUT/floor-pre.log" >&2
 
 log "(a) qcam run, 1 process × 1 worker → $OUT/run1"
 if [ "${PERF:-0}" = 1 ] && command -v perf >/dev/null && perf record -q -o /dev/null true 2>/dev/null; then
-  timed run1 perf record -q -g -F 499 -o "$OUT/perf.data" "$QCAM" run "$JOB" --overwrite --out "$OUT/run1" -w 1
+  timed run1 perf record -q -F 499 -o "$OUT/perf.data" "$QCAM" run "$JOB" --overwrite --out "$OUT/run1" -w 1
   perf report -i "$OUT/perf.data" --no-children --sort dso --stdio 2>/dev/null | grep -v '^#' | grep -v '^$' | head -n 15 > "$OUT/perf-dso.txt" || true
   perf report -i "$OUT/perf.data" --no-children --sort sym --stdio 2>/dev/null | grep -v '^#' | grep -v '^$' | grep '%' | head -n 40 > "$OUT/perf-sym.txt" || true
 else
