@@ -7,13 +7,19 @@
 #            images and batches, same threads; plus deletion/insertion's kernel cost
 #   peer     benches/peer/pipeline.py: the paper's Python pipeline on the same images and cores
 #   spawn2   qcam spawn -n 2 -- run JOB (2 processes × 1 worker)
+#   run1p    run1 again with OMP_WAIT_POLICY=PASSIVE (libgomp threads sleep instead of spinning
+#            while they wait; skipped when the variable is already set for the whole bench)
+#   runw2    qcam run JOB -w 2 (1 process × 2 workers, torch threads shared out)
+#   run1t1   qcam run with run.torch_threads = 1 (1 process × 1 worker × 1 thread): the base of
+#            the per-core scaling of spawn2, which gives each process 1 thread on a 2-core machine
 #   run1200  qcam run on a 1,200-image Kaggle-layout folder (the sample 4×, symlinked under new
 #            ids), for peak RSS against run1
 #
 # Then benches/perf_table.py writes table.md. Knobs (environment):
 #   JOB=jobs/demo.toml  BENCH_OUT=target/bench-run/<UTC stamp>  PEER_LIMIT=64 (images the Python
 #   peer runs; it is ~20× slower)  PERTURB_IMAGES=1 (per pair and variant, floor and peer)
-#   SKIP_1200=1  SKIP_PEER=1  PERF=1 (also record a `perf` profile of run1 when perf works)
+#   SKIP_1200=1  SKIP_PEER=1  SKIP_SCALING=1 (no runw2/run1t1)  SKIP_OMP=1 (no run1p)  PERF=1 (also record a `perf`
+#   profile of run1 when perf works)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 JOB=${JOB:-jobs/demo.toml}
@@ -51,12 +57,16 @@ for l in sys.stdin:
         print(m["executable"])')
 
 lscpu > "$OUT/lscpu.txt"
-uptime > "$OUT/load.txt"
-timed() { local name=$1; shift; "$TIME" -v -o "$OUT/$name.time" "$@" > "$OUT/$name.log" 2>&1; }
+env | grep -E '^(OMP|GOMP|MKL|OPENBLAS)_' > "$OUT/env.txt" || true
+: > "$OUT/load.txt"
+# Load average before each step: the machine may be shared, and drift between steps is the noise.
+stamp() { echo "$1 $(cut -d' ' -f1-3 /proc/loadavg)" >> "$OUT/load.txt"; }
+timed() { local name=$1; shift; stamp "$name"; "$TIME" -v -o "$OUT/$name.time" "$@" > "$OUT/$name.log" 2>&1; }
 
 # The floor runs on both sides of run1 (phase 1 only before, everything after) and the table uses
 # their mean: on a shared machine the load drifts, and a sandwich keeps the drift out of the ratio.
 log "(b0) floor before run1 (phase-1 forwards only)"
+stamp floor-pre
 "$FLOOR" --job "$JOB" --threads "$THREADS" --perturb-images 0 --io-images 0 --out "$OUT/floor-pre.json" 2> "$OUT/floor-pre.log"
 grep "phase-1" "$OUT/floor-pre.log" >&2
 
@@ -70,12 +80,20 @@ else
 fi
 tail -n 1 "$OUT/run1.log" >&2
 
+if [ -z "${OMP_WAIT_POLICY:-}" ] && [ "${SKIP_OMP:-0}" != 1 ]; then
+  log "(a2) qcam run 1 × 1 with OMP_WAIT_POLICY=PASSIVE → $OUT/run1p"
+  OMP_WAIT_POLICY=PASSIVE timed run1p "$QCAM" run "$JOB" --overwrite --out "$OUT/run1p" -w 1
+  tail -n 1 "$OUT/run1p.log" >&2
+fi
+
 log "(b) floor after run1: bare forwards of the same models, images and batches; del/ins kernel"
+stamp floor
 "$FLOOR" --job "$JOB" --threads "$THREADS" --perturb-images "$PERTURB_IMAGES" --out "$OUT/floor.json" 2> "$OUT/floor.log"
 grep "phase-1" "$OUT/floor.log" >&2
 
 if [ "${SKIP_PEER:-0}" != 1 ]; then
   log "(c) Python peer on the first $PEER_LIMIT images"
+  stamp peer
   "$PY" benches/peer/pipeline.py --data "$DATA" --models "$MODELS" --pairs "$PAIRS" --threads "$THREADS" \
     --batch "$BATCH" --limit "$PEER_LIMIT" --perturb-images "$PERTURB_IMAGES" --out "$OUT/peer.json" \
     --parquet "$OUT/peer-tables" 2> "$OUT/peer.log"
@@ -85,6 +103,33 @@ fi
 log "(d) qcam spawn -n 2 (2 processes × 1 worker) → $OUT/spawn2"
 timed spawn2 "$QCAM" spawn -n 2 -- run "$JOB" --overwrite --out "$OUT/spawn2" -w 1
 tail -n 2 "$OUT/spawn2.log" >&2
+
+if [ "${SKIP_SCALING:-0}" != 1 ]; then
+  log "(d2) qcam run -w 2 (1 process × 2 workers) → $OUT/runw2"
+  timed runw2 "$QCAM" run "$JOB" --overwrite --out "$OUT/runw2" -w 2
+  log "(d3) qcam run with run.torch_threads = 1 (1 process × 1 worker × 1 thread) → $OUT/run1t1"
+  # The job with torch_threads = 1 and its relative paths made absolute (it lives in $OUT).
+  "$PY" - "$JOB" "$OUT/job-t1.toml" <<'EOF'
+import os, re, sys
+src, dst = sys.argv[1], sys.argv[2]
+base = os.path.dirname(os.path.abspath(src))
+section, out = None, []
+for line in open(src):
+    m = re.match(r"\s*\[(\w+)\]", line)
+    if m:
+        section = m.group(1)
+    m = re.match(r'(\s*(path|dir)\s*=\s*)"([^"]+)"(.*)', line, re.S)
+    if m and "://" not in m.group(3):
+        line = f'{m.group(1)}"{os.path.normpath(os.path.join(base, m.group(3)))}"{m.group(4)}'
+    if section == "run" and re.match(r"\s*torch_threads\s*=", line):
+        line = "torch_threads = 1\n"
+    out.append(line)
+if "torch_threads = 1\n" not in out:
+    raise SystemExit("bench: the job has no run.torch_threads line to set")
+open(dst, "w").writelines(out)
+EOF
+  timed run1t1 "$QCAM" run "$OUT/job-t1.toml" --overwrite --out "$OUT/run1t1" -w 1
+fi
 
 if [ "${SKIP_1200:-0}" != 1 ]; then
   log "(e) 1,200 images (the sample 4× under new ids) → $OUT/run1200"
@@ -110,7 +155,7 @@ EOF
   timed run1200 "$QCAM" run "$JOB" --data "$D" --overwrite --out "$OUT/run1200" -w 1
   tail -n 1 "$OUT/run1200.log" >&2
 fi
-uptime >> "$OUT/load.txt"
+stamp end
 
 CRITERION=$(cargo metadata --format-version 1 --no-deps 2>/dev/null | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/criterion
 "$PY" benches/perf_table.py "$OUT" "$CRITERION" > "$OUT/table.md"
