@@ -34,7 +34,8 @@ def gnu_time(name):
     secs = sum(v * 60 ** i for i, v in enumerate(reversed(parts)))
     rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", text).group(1))
     status = re.search(r"Exit status: (\d+)", text)
-    return {"elapsed_s": secs, "max_rss_kb": rss, "exit": int(status.group(1)) if status else None}
+    cpu = sum(float(re.search(rf"{k} time \(seconds\): (\S+)", text).group(1)) for k in ("User", "System"))
+    return {"elapsed_s": secs, "max_rss_kb": rss, "cpu_s": cpu, "exit": int(status.group(1)) if status else None}
 
 
 def run_record(d):
@@ -110,6 +111,12 @@ if run1:
                      "≤ 1.10", ratio <= 1.10,
                      "Σ `infer_ms` of the run's images table (forward + dequantize, timed by qcam around each "
                      "batch): immune to load drift between separate processes"))
+
+if t1 and floor and floor.get("phase1_forward_cpu_s"):
+    fc = floor["phase1_forward_cpu_s"]
+    rows.append(("phase-1 CPU seconds, qcam run / bare forwards", f"{t1['cpu_s'] / fc:.2f} ({t1['cpu_s']:.1f} s / {fc:.1f} s)",
+                 "—", None, "user + system of the whole qcam process (GNU time; model loading, decode and all included) "
+                 "against the floor's forward loops (after-run pass); both count OpenMP spin-waiting"))
 
 # Deletion/insertion: from the run when it has the stage, else the floor's kernel measurement.
 pert_rows = table_rows("run1", "perturbation") if run1 and os.path.isdir(os.path.join(out, "run1", "perturbation")) else []
