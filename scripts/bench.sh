@@ -56,6 +56,15 @@ for l in sys.stdin:
     if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "floor" and m.get("executable"):
         print(m["executable"])')
 
+# Frozen copies of both binaries: a build elsewhere in this checkout during the bench (the machine
+# may be shared) must not swap the program between two measurements. `spawn` re-executes itself,
+# so its processes run the copy too; rpaths to libtorch are absolute, so the copies run anywhere.
+mkdir -p "$OUT/bin"
+cp "$QCAM" "$OUT/bin/runner"
+cp "$FLOOR" "$OUT/bin/floor"
+QCAM=$OUT/bin/runner
+FLOOR=$OUT/bin/floor
+
 lscpu > "$OUT/lscpu.txt"
 env | grep -E '^(OMP|GOMP|MKL|OPENBLAS)_' > "$OUT/env.txt" || true
 : > "$OUT/load.txt"
