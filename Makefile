@@ -22,8 +22,12 @@ demo: build models
 test: build models
 	cargo test --release --workspace
 
+# Kernel benches (criterion), then the whole-run comparison (qcam vs bare libtorch vs the Python
+# peer, thread and process layouts, RSS at 300 vs 1,200 images, deletion/insertion in the graph);
+# prints the table and writes it under target/bench-run/. See README, Performance.
 bench: build models
-	cargo bench --workspace
+	cargo bench -p qcam-operators --bench kernels
+	scripts/bench.sh
 
 clean-runs:
 	rm -rf runs

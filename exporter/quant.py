@@ -133,7 +133,12 @@ def _backend_config_with_quantized_pad(engine_name: str):
     Otherwise FX runs the pad in float (dequantize -> pad -> quantize) and the quantize after it
     takes its observer from the *consumer's* qconfig: with a fixed ReLU6 qconfig on the stem conv
     the network input itself would be clipped to [0, 6].
+
+    ``operator.getitem`` (slicing: EfficientNet-Lite0's ``EveryOther`` subsampling) shares its
+    input's observer too, so the requantisation FX puts after it is the identity.
     """
+    import operator
+
     from torch.ao.quantization.backend_config import (
         BackendPatternConfig,
         ObservationType,
@@ -149,6 +154,11 @@ def _backend_config_with_quantized_pad(engine_name: str):
     dtype_configs = [c for c in bc.configs if c.pattern is nn.ReLU6][0].dtype_configs
     bc.set_backend_pattern_config(
         BackendPatternConfig(nn.ZeroPad2d)
+        .set_observation_type(ObservationType.OUTPUT_SHARE_OBSERVER_WITH_INPUT)
+        .set_dtype_configs(dtype_configs)
+    )
+    bc.set_backend_pattern_config(
+        BackendPatternConfig(operator.getitem)
         .set_observation_type(ObservationType.OUTPUT_SHARE_OBSERVER_WITH_INPUT)
         .set_dtype_configs(dtype_configs)
     )

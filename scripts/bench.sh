@@ -1,0 +1,166 @@
+#!/usr/bin/env bash
+# Whole-run benchmark (issue 5). One invocation, one machine, one after the other (never in
+# parallel), so every ratio in the table compares numbers measured under the same conditions:
+#
+# Every run but rundel is phase 1 only (the job with perturbation.scope = "none"):
+#   run1     qcam run JOB, 1 process × 1 worker (phase-1 images/s, and the 300-image peak RSS)
+#   floor    benches/floor.rs: bare tch forwards of the same models on the same preprocessed
+#            images and batches, same threads; plus deletion/insertion's kernel cost
+#   peer     benches/peer/pipeline.py: the paper's Python pipeline on the same images and cores
+#   spawn2   qcam spawn -n 2 -- run JOB (2 processes × 1 worker)
+#   run1p    run1 again with OMP_WAIT_POLICY=PASSIVE (libgomp threads sleep instead of spinning
+#            while they wait; skipped when the variable is already set for the whole bench)
+#   runw2    qcam run JOB -w 2 (1 process × 2 workers, torch threads shared out)
+#   run1t1   qcam run with run.torch_threads = 1 (1 process × 1 worker × 1 thread): the base of
+#            the per-core scaling of spawn2, which gives each process 1 thread on a 2-core machine
+#   run1200  qcam run on a 1,200-image Kaggle-layout folder (the sample 4×, symlinked under new
+#            ids), for peak RSS against run1
+#   rundel   qcam run JOB with deletion/insertion on the top DEL_FRACTION (default 0.01) of each
+#            pair: the whole stage in the graph against the floor's bare forwards
+#
+# Then benches/perf_table.py writes table.md. Knobs (environment):
+#   JOB=jobs/demo.toml  BENCH_OUT=target/bench-run/<UTC stamp>  PEER_LIMIT=64 (images the Python
+#   peer runs; it is ~20× slower)  PERTURB_IMAGES=1 (per pair and variant, floor and peer)
+#   DEL_FRACTION=0.01  SKIP_1200=1  SKIP_PEER=1  SKIP_DEL=1  SKIP_SCALING=1 (no runw2/run1t1)  SKIP_OMP=1 (no run1p)  PERF=1 (also record a `perf`
+#   profile of run1 when perf works)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+JOB=${JOB:-jobs/demo.toml}
+OUT=${BENCH_OUT:-target/bench-run/$(date -u +%Y%m%dT%H%M%SZ)}
+PEER_LIMIT=${PEER_LIMIT:-64}
+PERTURB_IMAGES=${PERTURB_IMAGES:-1}
+DEL_FRACTION=${DEL_FRACTION:-0.01}
+PY=${PY:-.venv/bin/python}
+QCAM=target/release/qcam
+TIME=/usr/bin/time
+[ -x "$TIME" ] || { echo "bench: GNU time (/usr/bin/time) is needed for peak RSS (apt-get install time)" >&2; exit 1; }
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+log() { echo "bench: $*" >&2; }
+# Job variants (benches/job_variant.py): phase 1 only, then the same with one torch thread, and the
+# deletion/insertion run on a small subset.
+"$PY" benches/job_variant.py "$JOB" "$OUT/job-phase1.toml" 'perturbation.scope="none"'
+"$PY" benches/job_variant.py "$JOB" "$OUT/job-t1.toml" 'perturbation.scope="none"' run.torch_threads=1
+"$PY" benches/job_variant.py "$JOB" "$OUT/job-del.toml" 'perturbation.scope="subset"' "subset.top_fraction=$DEL_FRACTION"
+
+# The job's data, models, pairs and batch size, resolved as qcam resolves them.
+read -r DATA MODELS PAIRS BATCH < <("$PY" - "$JOB" <<'EOF'
+import os, sys, tomllib
+p = sys.argv[1]
+j = tomllib.load(open(p, "rb"))
+base = os.path.dirname(os.path.abspath(p))
+r = lambda x: x if "://" in x else os.path.normpath(os.path.join(base, x))
+print(r(j["data"]["path"]), r(j["models"]["dir"]), ",".join(j["models"]["pairs"]), j.get("run", {}).get("batch_size", 16))
+EOF
+)
+THREADS=$(nproc)
+
+log "building (release binary and the floor bench)"
+cargo build --release
+cargo bench --bench floor --no-run 2>&1 | tail -n 1
+FLOOR=$(cargo bench --bench floor --no-run --message-format=json 2>/dev/null \
+  | "$PY" -c 'import json,sys
+for l in sys.stdin:
+    m = json.loads(l)
+    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "floor" and m.get("executable"):
+        print(m["executable"])')
+
+# Frozen copies of both binaries: a build elsewhere in this checkout during the bench (the machine
+# may be shared) must not swap the program between two measurements. `spawn` re-executes itself,
+# so its processes run the copy too; rpaths to libtorch are absolute, so the copies run anywhere.
+mkdir -p "$OUT/bin"
+cp "$QCAM" "$OUT/bin/runner"
+cp "$FLOOR" "$OUT/bin/floor"
+QCAM=$OUT/bin/runner
+FLOOR=$OUT/bin/floor
+
+lscpu > "$OUT/lscpu.txt"
+env | grep -E '^(OMP|GOMP|MKL|OPENBLAS)_' > "$OUT/env.txt" || true
+: > "$OUT/load.txt"
+# Load average before each step: the machine may be shared, and drift between steps is the noise.
+stamp() { echo "$1 $(cut -d' ' -f1-3 /proc/loadavg)" >> "$OUT/load.txt"; }
+timed() { local name=$1; shift; stamp "$name"; "$TIME" -v -o "$OUT/$name.time" "$@" > "$OUT/$name.log" 2>&1; }
+
+# The floor runs on both sides of run1 (phase 1 only before, everything after) and the table uses
+# their mean: on a shared machine the load drifts, and a sandwich keeps the drift out of the ratio.
+log "(b0) floor before run1 (phase-1 forwards only)"
+stamp floor-pre
+"$FLOOR" --job "$OUT/job-phase1.toml" --threads "$THREADS" --perturb-images 0 --io-images 0 --out "$OUT/floor-pre.json" 2> "$OUT/floor-pre.log"
+grep "phase-1" "$OUT/floor-pre.log" >&2
+
+log "(a) qcam run, 1 process × 1 worker → $OUT/run1"
+if [ "${PERF:-0}" = 1 ] && command -v perf >/dev/null && perf record -q -o /dev/null true 2>/dev/null; then
+  timed run1 perf record -q -F 499 -o "$OUT/perf.data" "$QCAM" run "$OUT/job-phase1.toml" --overwrite --out "$OUT/run1" -w 1
+  perf report -i "$OUT/perf.data" --no-children --sort dso --stdio 2>/dev/null | grep -v '^#' | grep -v '^$' | head -n 15 > "$OUT/perf-dso.txt" || true
+  perf report -i "$OUT/perf.data" --no-children --sort sym --stdio 2>/dev/null | grep -v '^#' | grep -v '^$' | grep '%' | head -n 40 > "$OUT/perf-sym.txt" || true
+else
+  timed run1 "$QCAM" run "$OUT/job-phase1.toml" --overwrite --out "$OUT/run1" -w 1
+fi
+tail -n 1 "$OUT/run1.log" >&2
+
+if [ -z "${OMP_WAIT_POLICY:-}" ] && [ "${SKIP_OMP:-0}" != 1 ]; then
+  log "(a2) qcam run 1 × 1 with OMP_WAIT_POLICY=PASSIVE → $OUT/run1p"
+  OMP_WAIT_POLICY=PASSIVE timed run1p "$QCAM" run "$OUT/job-phase1.toml" --overwrite --out "$OUT/run1p" -w 1
+  tail -n 1 "$OUT/run1p.log" >&2
+fi
+
+log "(b) floor after run1: bare forwards of the same models, images and batches; del/ins kernel"
+stamp floor
+"$FLOOR" --job "$OUT/job-phase1.toml" --threads "$THREADS" --perturb-images "$PERTURB_IMAGES" --out "$OUT/floor.json" 2> "$OUT/floor.log"
+grep "phase-1" "$OUT/floor.log" >&2
+
+if [ "${SKIP_PEER:-0}" != 1 ]; then
+  log "(c) Python peer on the first $PEER_LIMIT images"
+  stamp peer
+  "$PY" benches/peer/pipeline.py --data "$DATA" --models "$MODELS" --pairs "$PAIRS" --threads "$THREADS" \
+    --batch "$BATCH" --limit "$PEER_LIMIT" --perturb-images "$PERTURB_IMAGES" --out "$OUT/peer.json" \
+    --parquet "$OUT/peer-tables" 2> "$OUT/peer.log"
+  tail -n 1 "$OUT/peer.log" >&2
+fi
+
+log "(d) qcam spawn -n 2 (2 processes × 1 worker) → $OUT/spawn2"
+timed spawn2 "$QCAM" spawn -n 2 -- run "$OUT/job-phase1.toml" --overwrite --out "$OUT/spawn2" -w 1
+tail -n 2 "$OUT/spawn2.log" >&2
+
+if [ "${SKIP_SCALING:-0}" != 1 ]; then
+  log "(d2) qcam run -w 2 (1 process × 2 workers) → $OUT/runw2"
+  timed runw2 "$QCAM" run "$OUT/job-phase1.toml" --overwrite --out "$OUT/runw2" -w 2
+  log "(d3) qcam run with run.torch_threads = 1 (1 process × 1 worker × 1 thread) → $OUT/run1t1"
+  timed run1t1 "$QCAM" run "$OUT/job-t1.toml" --overwrite --out "$OUT/run1t1" -w 1
+fi
+
+if [ "${SKIP_1200:-0}" != 1 ]; then
+  log "(e) 1,200 images (the sample 4× under new ids) → $OUT/run1200"
+  D=$OUT/data1200
+  rm -rf "$D" && mkdir -p "$D/ILSVRC/Data/CLS-LOC/val"
+  ln -s "$DATA/LOC_synset_mapping.txt" "$D/LOC_synset_mapping.txt"
+  "$PY" - "$DATA" "$D" <<'EOF'
+import csv, os, sys
+src, dst = sys.argv[1], sys.argv[2]
+val_src, val_dst = (os.path.join(x, "ILSVRC/Data/CLS-LOC/val") for x in (src, dst))
+rows = list(csv.reader(open(os.path.join(src, "LOC_val_solution.csv"))))
+head, body = rows[0], rows[1:]
+with open(os.path.join(dst, "LOC_val_solution.csv"), "w", newline="") as f:
+    w = csv.writer(f)
+    w.writerow(head)
+    for k in range(4):  # ImageNet val ids stop at 50000, so +50000·k never collides
+        for image_id, pred in body:
+            n = int(image_id.rsplit("_", 1)[1]) + 50000 * k
+            new = f"ILSVRC2012_val_{n:08d}"
+            os.symlink(os.path.join(val_src, image_id + ".JPEG"), os.path.join(val_dst, new + ".JPEG"))
+            w.writerow([new, pred])
+EOF
+  timed run1200 "$QCAM" run "$OUT/job-phase1.toml" --data "$D" --overwrite --out "$OUT/run1200" -w 1
+  tail -n 1 "$OUT/run1200.log" >&2
+fi
+if [ "${SKIP_DEL:-0}" != 1 ]; then
+  log "(f) deletion/insertion in the graph, top $DEL_FRACTION of each pair → $OUT/rundel"
+  timed rundel "$QCAM" run "$OUT/job-del.toml" --overwrite --out "$OUT/rundel" -w 1
+  tail -n 1 "$OUT/rundel.log" >&2
+fi
+stamp end
+
+CRITERION=$(cargo metadata --format-version 1 --no-deps 2>/dev/null | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/criterion
+"$PY" benches/perf_table.py "$OUT" "$CRITERION" > "$OUT/table.md"
+log "table: $OUT/table.md"
+cat "$OUT/table.md"
