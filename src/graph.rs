@@ -30,7 +30,7 @@ use std::time::Instant;
 
 use differential_dataflow::{AsCollection, VecCollection};
 use operators::explain::{explain, ExplainConfig};
-use operators::infer::{infer, PairModels};
+use operators::infer::{infer, PairModels, Variant};
 use operators::perturb::{perturb, PerturbConfig, PerturbJob};
 use operators::subset::{self, Ranked, Scored, Totals};
 use operators::{decode, AggregateRow, ErrorRow, Image, ImageRow, PairRow, PerturbationRow, Preprocess, Sample, Stage, SubsetRow};
@@ -44,7 +44,7 @@ use timely::dataflow::{InputHandle, ProbeHandle, StreamVec};
 use sources::{Dataset, Fetcher, Shard};
 use crate::job::{Job, PerturbScope};
 use crate::ledger;
-use crate::models::{set_torch_threads, PairSpec};
+use crate::models::{set_torch_threads, PairSpec, SharedModel};
 use tables::{write_part, Table};
 
 /// Everything the workers share, checked before any work starts.
@@ -148,8 +148,11 @@ pub fn run_worker(
 
     let mut loaded = Vec::new();
     for spec in &plan.pairs {
-        let pair = spec.load().map_err(|e| e.to_string())?;
-        let models = PairModels { float: Box::new(pair.float), quantized: Box::new(pair.quantized) };
+        let pair = spec.load_shared().map_err(|e| e.to_string())?;
+        let models = PairModels {
+            float: Box::new(SharedModel::new(pair.clone(), Variant::Float)),
+            quantized: Box::new(SharedModel::new(pair, Variant::Quantized)),
+        };
         loaded.push((spec.name().to_string(), spec.manifest.preprocess.clone(), Rc::new(models)));
     }
 

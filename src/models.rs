@@ -4,7 +4,7 @@
 //! sha256 match what the manifest recorded.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::Instant;
 
 use operators::infer::{BatchOutput, Forward, QParams, Variant};
@@ -109,6 +109,24 @@ impl PairSpec {
         Ok(LoadedPair { float, quantized })
     }
 
+    /// Both variants, loaded once per process and shared by its workers. tch marks `CModule`
+    /// Send + Sync (TorchScript inference is safe from several threads), and a second copy of a
+    /// pair per worker costs hundreds of MB (measured: 1 process × 2 workers peaked at 1.64 GB
+    /// with a copy each). Held weakly, so the models go when the run's workers drop them.
+    pub fn load_shared(&self) -> Result<Arc<LoadedPair>, ModelError> {
+        static LOADED: Mutex<Vec<((PathBuf, PathBuf), Weak<LoadedPair>)>> = Mutex::new(Vec::new());
+        let key = (self.path(Variant::Float), self.path(Variant::Quantized));
+        // Held while loading: the other workers wait for this copy instead of loading their own.
+        let mut loaded = LOADED.lock().unwrap_or_else(|e| e.into_inner());
+        loaded.retain(|(_, w)| w.strong_count() > 0);
+        if let Some(pair) = loaded.iter().find(|(k, _)| *k == key).and_then(|(_, w)| w.upgrade()) {
+            return Ok(pair);
+        }
+        let pair = Arc::new(self.load()?);
+        loaded.push((key, Arc::downgrade(&pair)));
+        Ok(pair)
+    }
+
     /// Loads both variants and runs each once on one all-zero image of the manifest's crop: the
     /// output must be `(logits [1, 1000], act [1, C, h, w])` (SPEC §2) with `[C, h, w]` as
     /// `cam_layer.shape` says (the manifest gives it for a 224 crop, so at another crop only `C`
@@ -154,6 +172,24 @@ impl LoadedPair {
             Variant::Float => &self.float,
             Variant::Quantized => &self.quantized,
         }
+    }
+}
+
+/// One variant of a pair that the workers of a process share.
+pub struct SharedModel {
+    pair: Arc<LoadedPair>,
+    variant: Variant,
+}
+
+impl SharedModel {
+    pub fn new(pair: Arc<LoadedPair>, variant: Variant) -> SharedModel {
+        SharedModel { pair, variant }
+    }
+}
+
+impl Forward for SharedModel {
+    fn forward(&self, pixels: &[f32], n: usize, crop: usize) -> Result<BatchOutput, String> {
+        self.pair.variant(self.variant).run(pixels, n, crop)
     }
 }
 
