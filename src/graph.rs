@@ -31,7 +31,7 @@ use std::time::Instant;
 use differential_dataflow::{AsCollection, VecCollection};
 use operators::explain::{explain, ExplainConfig};
 use operators::infer::{infer, PairModels, Variant};
-use operators::perturb::{perturb, PerturbConfig, PerturbJob};
+use operators::perturb::{perturb, PerturbConfig, PerturbJob, StageTime};
 use operators::subset::{self, Ranked, Scored, Totals};
 use operators::{decode, AggregateRow, ErrorRow, Image, ImageRow, PairRow, PerturbationRow, Preprocess, Sample, Stage, SubsetRow};
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
@@ -76,6 +76,8 @@ pub struct WorkerReport {
     pub phase1_s: f64,
     /// Seconds in deletion/insertion (re-reading the images included).
     pub perturb_s: f64,
+    /// Of those, seconds inside the model forwards.
+    pub perturb_forward_s: f64,
     pub wall_s: f64,
 }
 
@@ -162,7 +164,7 @@ pub fn run_worker(
     let probe = ProbeHandle::new();
     let out_dir = plan.out_dir.clone();
     let max_pixels = job.data.max_pixels;
-    let perturb_s = Rc::new(std::cell::Cell::new(0f64));
+    let perturb_time = Rc::new(StageTime::default());
     let explain_cfg = |crop: u32| ExplainConfig {
         sign: job.cam.sign,
         wsol_threshold: job.wsol.threshold,
@@ -233,7 +235,7 @@ pub fn run_worker(
             let load = load_images(plan.clone(), pre.clone());
             let stage_dir = staging_dir(&out_dir, name);
             let counter = progress.clone();
-            let results = perturb(jobs, models.clone(), load, cfg, perturb_s.clone()).inspect(move |r| {
+            let results = perturb(jobs, models.clone(), load, cfg, perturb_time.clone()).inspect(move |r| {
                 counter.perturbed.fetch_add(1, Ordering::Relaxed);
                 // Staged per image so a crash in this stage loses at most the images in flight.
                 if let Ok(rows) = r {
@@ -306,7 +308,8 @@ pub fn run_worker(
         images_reused,
         torch_threads,
         phase1_s,
-        perturb_s: perturb_s.get(),
+        perturb_s: perturb_time.busy_s.get(),
+        perturb_forward_s: perturb_time.forward_s.get(),
         wall_s: start.elapsed().as_secs_f64(),
     })
 }

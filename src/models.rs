@@ -189,7 +189,11 @@ impl SharedModel {
 
 impl Forward for SharedModel {
     fn forward(&self, pixels: &[f32], n: usize, crop: usize) -> Result<BatchOutput, String> {
-        self.pair.variant(self.variant).run(pixels, n, crop)
+        self.pair.variant(self.variant).forward(pixels, n, crop)
+    }
+
+    fn logits(&self, pixels: &[f32], n: usize, crop: usize) -> Result<(Vec<f32>, f32), String> {
+        self.pair.variant(self.variant).logits(pixels, n, crop)
     }
 }
 
@@ -258,30 +262,35 @@ impl TorchModel {
         &self.path
     }
 
-    fn run(&self, pixels: &[f32], n: usize, crop: usize) -> Result<BatchOutput, String> {
+    /// The forward itself: `(logits, act)` tensors as the model returns them; when the forward
+    /// started (after the input copy and any wait for the engine), which the timings count from;
+    /// and the engine ticket, held until the caller has dequantized.
+    fn forward_raw(&self, pixels: &[f32], n: usize, crop: usize) -> Result<(Tensor, Tensor, Instant, Option<EngineTicket>), String> {
         let expected = n * 3 * crop * crop;
         if pixels.len() != expected {
             return Err(format!("input holds {} values, expected {expected}", pixels.len()));
         }
         let x = Tensor::from_slice(pixels).reshape([n as i64, 3, crop as i64, crop as i64]);
-        let _ticket = self.engine.map(|e| ENGINE_GATE.enter(e)).transpose()?;
+        let ticket = self.engine.map(|e| ENGINE_GATE.enter(e)).transpose()?;
         let start = Instant::now();
         let out = tch::no_grad(|| self.module.forward_is(&[IValue::Tensor(x)]))
             .map_err(|e| format!("forward failed: {}", first_line(&e.to_string())))?;
-        let (logits, act) = match out {
+        match out {
             IValue::Tuple(mut items) if items.len() == 2 => {
                 let act = items.pop().unwrap();
                 let logits = items.pop().unwrap();
                 match (logits, act) {
-                    (IValue::Tensor(l), IValue::Tensor(a)) => (l, a),
-                    _ => return Err("forward must return (Tensor logits, Tensor act)".into()),
+                    (IValue::Tensor(l), IValue::Tensor(a)) => Ok((l, a, start, ticket)),
+                    _ => Err("forward must return (Tensor logits, Tensor act)".into()),
                 }
             }
-            IValue::Tuple(items) => {
-                return Err(format!("forward returned a tuple of {} items, expected (logits, act)", items.len()))
-            }
-            _ => return Err("forward must return a tuple (logits, act)".into()),
-        };
+            IValue::Tuple(items) => Err(format!("forward returned a tuple of {} items, expected (logits, act)", items.len())),
+            _ => Err("forward must return a tuple (logits, act)".into()),
+        }
+    }
+
+    fn run(&self, pixels: &[f32], n: usize, crop: usize) -> Result<BatchOutput, String> {
+        let (logits, act, start, _ticket) = self.forward_raw(pixels, n, crop)?;
         let (act, qparams) = if matches!(act.kind(), Kind::QUInt8 | Kind::QInt8 | Kind::QInt32) {
             let q = QParams { scale: act.q_scale() as f32, zero_point: act.q_zero_point() as i32 };
             (act.dequantize(), Some(q))
@@ -317,6 +326,16 @@ impl TorchModel {
 impl Forward for TorchModel {
     fn forward(&self, pixels: &[f32], n: usize, crop: usize) -> Result<BatchOutput, String> {
         self.run(pixels, n, crop)
+    }
+
+    fn logits(&self, pixels: &[f32], n: usize, crop: usize) -> Result<(Vec<f32>, f32), String> {
+        let (logits, _, start, _ticket) = self.forward_raw(pixels, n, crop)?;
+        let size = logits.size();
+        if size.len() != 2 || size[0] != n as i64 {
+            return Err(format!("logits have shape {size:?}, expected [{n}, classes]"));
+        }
+        let logits = Vec::<f32>::try_from(&logits.to_kind(Kind::Float).contiguous().view(-1)).map_err(|e| e.to_string())?;
+        Ok((logits, start.elapsed().as_secs_f32() * 1e3))
     }
 }
 

@@ -75,6 +75,12 @@ impl BatchOutput {
 pub trait Forward {
     /// `pixels` is `n × 3 × crop × crop`, CHW per image.
     fn forward(&self, pixels: &[f32], n: usize, crop: usize) -> Result<BatchOutput, String>;
+
+    /// Logits only (`n × classes`), and the milliseconds the forward took. Deletion/insertion needs
+    /// nothing else, so an implementation can skip converting the activation, several MB a batch.
+    fn logits(&self, pixels: &[f32], n: usize, crop: usize) -> Result<(Vec<f32>, f32), String> {
+        self.forward(pixels, n, crop).map(|out| (out.logits, out.ms))
+    }
 }
 
 /// The two models of a pair, as the graph runs them.

@@ -305,13 +305,25 @@ pub struct PerturbConfig {
 
 /// Deletion and insertion for both variants of one image, each on its own map (upsampled from the
 /// stored h×w map exactly as §3 step 5 does) and scoring its own unperturbed top-1.
-pub fn perturb_image(models: &PairModels, image: &Image, job: &PerturbJob, cfg: &PerturbConfig) -> Result<[PerturbationRow; 2], String> {
+/// `forward_s` adds up the seconds spent in the model's forwards, so the stage's overhead around
+/// them can be measured on one timeline (benches).
+pub fn perturb_image(
+    models: &PairModels,
+    image: &Image,
+    job: &PerturbJob,
+    cfg: &PerturbConfig,
+    forward_s: &std::cell::Cell<f64>,
+) -> Result<[PerturbationRow; 2], String> {
     let row = |variant: Variant| -> Result<PerturbationRow, String> {
         let score = job.scored.variant(variant);
         let target = usize::try_from(score.target).map_err(|_| format!("{} has no top-1 class", variant.as_str()))?;
         let cam = cam_full(&score.cam_lo(), score.cam_h as usize, score.cam_w as usize, cfg.crop);
         let model = models.get(variant);
-        let forward = |pixels: &[f32], n: usize| model.forward(pixels, n, cfg.crop).map(|out| out.logits);
+        let forward = |pixels: &[f32], n: usize| {
+            let (logits, ms) = model.logits(pixels, n, cfg.crop)?;
+            forward_s.set(forward_s.get() + ms as f64 / 1e3);
+            Ok(logits)
+        };
         let c = causal_curves(&image.pixels, &cam, cfg.crop, cfg.steps, cfg.batch, target, forward)
             .map_err(|e| format!("{}: {e}", variant.as_str()))?;
         Ok(PerturbationRow {
@@ -328,6 +340,14 @@ pub fn perturb_image(models: &PairModels, image: &Image, job: &PerturbJob, cfg: 
     Ok([row(Variant::Float)?, row(Variant::Quantized)?])
 }
 
+/// Where a worker's deletion/insertion time went: all of the operator's activations (images
+/// re-read and decoded included), and the model forwards inside them.
+#[derive(Debug, Default)]
+pub struct StageTime {
+    pub busy_s: std::cell::Cell<f64>,
+    pub forward_s: std::cell::Cell<f64>,
+}
+
 /// The deletion/insertion operator of one pair's branch. Jobs arrive once selection is final; they
 /// are worked through one shard's worth per activation (its images are loaded together by `load`,
 /// which returns one result per job, in order), so the worker stays responsive. Each job yields
@@ -337,7 +357,7 @@ pub fn perturb<'s, L>(
     models: Rc<PairModels>,
     mut load: L,
     cfg: PerturbConfig,
-    busy_s: Rc<std::cell::Cell<f64>>,
+    time: Rc<StageTime>,
 ) -> StreamVec<'s, u64, Result<[PerturbationRow; 2], ErrorRow>>
 where
     L: FnMut(&[PerturbJob]) -> Vec<Result<Rc<Image>, ErrorRow>> + 'static,
@@ -363,10 +383,10 @@ where
             let mut session = output.session(&*cap);
             for (job, image) in group.iter().zip(images) {
                 let fail = |message: String| ErrorRow::new(&job.scored.image_id, &job.shard, Stage::Perturb, message).for_model(&job.model);
-                session.give(image.and_then(|im| perturb_image(&models, &im, job, &cfg).map_err(fail)));
+                session.give(image.and_then(|im| perturb_image(&models, &im, job, &cfg, &time.forward_s).map_err(fail)));
             }
             drop(session);
-            busy_s.set(busy_s.get() + start.elapsed().as_secs_f64());
+            time.busy_s.set(time.busy_s.get() + start.elapsed().as_secs_f64());
             if queue.is_empty() {
                 pending.pop();
             }
