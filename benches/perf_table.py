@@ -143,6 +143,14 @@ if pert_rows and stage and floor and floor.get("perturb"):
                  f"`rundel`: the stage's time in run.json (shard re-read, decode, staging and Parquet included) over "
                  f"{len(pert_rows)} perturbation rows, against the floor's bare forwards of the same (model, variant) "
                  f"in batches of {floor.get('perturb_batch', '?')}"))
+inside = [w["perturb_forward_s"] for r in rundel for w in r["workers"] if w.get("perturb_forward_s")]
+if pert_rows and stage and inside:
+    ratio = sum(stage) / sum(inside)
+    rows.append(("del+ins per image / its 202 forwards (whole stage in the graph, same timeline)",
+                 f"{ratio:.2f} ({sum(stage) / len(pert_rows):.2f} s / {sum(inside) / len(pert_rows):.2f} s per image·variant)",
+                 "≤ 1.15", ratio <= 1.15,
+                 "`rundel`: the stage's time against the time inside the model forwards during that same stage "
+                 "(run.json `perturb_forward_s`): immune to load drift between separate steps"))
 if floor and floor.get("perturb_ratio"):
     inner = floor.get("perturb_inner_ratio")
     if inner:
