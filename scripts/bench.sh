@@ -10,7 +10,7 @@
 #   spawn2   qcam spawn -n 2 -- run JOB (2 processes × 1 worker)
 #   run1p    run1 again with OMP_WAIT_POLICY=PASSIVE (libgomp threads sleep instead of spinning
 #            while they wait; skipped when the variable is already set for the whole bench)
-#   runw2    qcam run JOB -w 2 (1 process × 2 workers, torch threads shared out)
+#   runw2    qcam run JOB -w 2 (1 process × 2 workers, torch threads shared out; the demo's layout)
 #   run1t1   qcam run with run.torch_threads = 1 (1 process × 1 worker × 1 thread): the base of
 #            the per-core scaling of spawn2, which gives each process 1 thread on a 2-core machine
 #   run1200  qcam run on a 1,200-image Kaggle-layout folder (the sample 4×, symlinked under new
@@ -20,9 +20,9 @@
 #
 # Then benches/perf_table.py writes table.md. Knobs (environment):
 #   JOB=jobs/demo.toml  BENCH_OUT=target/bench-run/<UTC stamp>  PEER_LIMIT=64 (images the Python
-#   peer runs; it is ~20× slower)  PERTURB_IMAGES=1 (per pair and variant, floor and peer)
-#   DEL_FRACTION=0.01  SKIP_1200=1  SKIP_PEER=1  SKIP_DEL=1  SKIP_SCALING=1 (no runw2/run1t1)  SKIP_OMP=1 (no run1p)  PERF=1 (also record a `perf`
-#   profile of run1 when perf works)
+#   peer runs; it is several times slower)  PERTURB_IMAGES=1 (per pair and variant, floor and peer)
+#   PHASE1_REPS=3  DEL_FRACTION=0.01  SKIP_1200=1  SKIP_PEER=1  SKIP_DEL=1  SKIP_SCALING=1 (no
+#   run1t1)  SKIP_OMP=1 (no run1p)  PERF=1 (also record a `perf` profile of run1 when perf works)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 JOB=${JOB:-jobs/demo.toml}
@@ -30,6 +30,7 @@ OUT=${BENCH_OUT:-target/bench-run/$(date -u +%Y%m%dT%H%M%SZ)}
 PEER_LIMIT=${PEER_LIMIT:-64}
 PERTURB_IMAGES=${PERTURB_IMAGES:-1}
 DEL_FRACTION=${DEL_FRACTION:-0.01}
+PHASE1_REPS=${PHASE1_REPS:-3}
 PY=${PY:-.venv/bin/python}
 QCAM=target/release/qcam
 TIME=/usr/bin/time
@@ -81,22 +82,26 @@ env | grep -E '^(OMP|GOMP|MKL|OPENBLAS)_' > "$OUT/env.txt" || true
 stamp() { echo "$1 $(cut -d' ' -f1-3 /proc/loadavg)" >> "$OUT/load.txt"; }
 timed() { local name=$1; shift; stamp "$name"; "$TIME" -v -o "$OUT/$name.time" "$@" > "$OUT/$name.log" 2>&1; }
 
-# The floor runs on both sides of run1 (phase 1 only before, everything after) and the table uses
-# their mean: on a shared machine the load drifts, and a sandwich keeps the drift out of the ratio.
-log "(b0) floor before run1 (phase-1 forwards only)"
-stamp floor-pre
-"$FLOOR" --job "$OUT/job-phase1.toml" --threads "$THREADS" --perturb-images 0 --io-images 0 --out "$OUT/floor-pre.json" 2> "$OUT/floor-pre.log"
-grep "phase-1" "$OUT/floor-pre.log" >&2
-
-log "(a) qcam run, 1 process × 1 worker → $OUT/run1"
-if [ "${PERF:-0}" = 1 ] && command -v perf >/dev/null && perf record -q -o /dev/null true 2>/dev/null; then
-  timed run1 perf record -q -F 499 -o "$OUT/perf.data" "$QCAM" run "$OUT/job-phase1.toml" --overwrite --out "$OUT/run1" -w 1
-  perf report -i "$OUT/perf.data" --no-children --sort dso --stdio 2>/dev/null | grep -v '^#' | grep -v '^$' | head -n 15 > "$OUT/perf-dso.txt" || true
-  perf report -i "$OUT/perf.data" --no-children --sort sym --stdio 2>/dev/null | grep -v '^#' | grep -v '^$' | grep '%' | head -n 40 > "$OUT/perf-sym.txt" || true
-else
-  timed run1 "$QCAM" run "$OUT/job-phase1.toml" --overwrite --out "$OUT/run1" -w 1
-fi
-tail -n 1 "$OUT/run1.log" >&2
+# Phase 1 is measured PHASE1_REPS times as interleaved (floor, 1 × 1, 1 × 2) triples, and the
+# table takes the median of the per-triple ratios: on a shared machine the speed drifts by 20-30%
+# over minutes, which one triple cannot tell from overhead. Rep 1 writes floor-pre, run1, runw2;
+# rep r writes floor-pre.r, run1.r, runw2.r.
+for r in $(seq 1 "$PHASE1_REPS"); do
+  sfx=$([ "$r" = 1 ] && echo "" || echo ".$r")
+  log "(a$r) phase 1, rep $r of $PHASE1_REPS: floor, qcam 1 × 1, qcam 1 × 2"
+  stamp "floor-pre$sfx"
+  "$FLOOR" --job "$OUT/job-phase1.toml" --threads "$THREADS" --perturb-images 0 --io-images 0 \
+    --out "$OUT/floor-pre$sfx.json" 2> "$OUT/floor-pre$sfx.log"
+  grep "phase-1" "$OUT/floor-pre$sfx.log" >&2
+  if [ "$r" = 1 ] && [ "${PERF:-0}" = 1 ] && command -v perf >/dev/null && perf record -q -o /dev/null true 2>/dev/null; then
+    timed run1 perf record -q -F 499 -o "$OUT/perf.data" "$QCAM" run "$OUT/job-phase1.toml" --overwrite --out "$OUT/run1" -w 1
+    perf report -i "$OUT/perf.data" --no-children --sort dso --stdio 2>/dev/null | grep -v '^#' | grep -v '^$' | head -n 15 > "$OUT/perf-dso.txt" || true
+    perf report -i "$OUT/perf.data" --no-children --sort sym --stdio 2>/dev/null | grep -v '^#' | grep -v '^$' | grep '%' | head -n 40 > "$OUT/perf-sym.txt" || true
+  else
+    timed "run1$sfx" "$QCAM" run "$OUT/job-phase1.toml" --overwrite --out "$OUT/run1$sfx" -w 1
+  fi
+  timed "runw2$sfx" "$QCAM" run "$OUT/job-phase1.toml" --overwrite --out "$OUT/runw2$sfx" -w 2
+done
 
 if [ -z "${OMP_WAIT_POLICY:-}" ] && [ "${SKIP_OMP:-0}" != 1 ]; then
   log "(a2) qcam run 1 × 1 with OMP_WAIT_POLICY=PASSIVE → $OUT/run1p"
@@ -131,8 +136,6 @@ timed spawn2 "$QCAM" spawn -n 2 -- run "$OUT/job-phase1.toml" --overwrite --out 
 tail -n 2 "$OUT/spawn2.log" >&2
 
 if [ "${SKIP_SCALING:-0}" != 1 ]; then
-  log "(d2) qcam run -w 2 (1 process × 2 workers) → $OUT/runw2"
-  timed runw2 "$QCAM" run "$OUT/job-phase1.toml" --overwrite --out "$OUT/runw2" -w 2
   log "(d3) qcam run with run.torch_threads = 1 (1 process × 1 worker × 1 thread) → $OUT/run1t1"
   timed run1t1 "$QCAM" run "$OUT/job-t1.toml" --overwrite --out "$OUT/run1t1" -w 1
 fi
