@@ -29,7 +29,11 @@ def flush(sec):
         out.append(f"{name} = {value}\n")
 
 
+skipping = False  # inside a multi-line array that an override replaced
 for line in open(src):
+    if skipping:
+        skipping = "]" not in line.split("#", 1)[0]
+        continue
     m = re.match(r"\s*\[(\w+)\]", line)
     if m:
         flush(section)
@@ -39,6 +43,8 @@ for line in open(src):
         line = f'{m.group(1)}"{os.path.normpath(os.path.join(base, m.group(3)))}"{m.group(4)}'
     m = re.match(r"\s*(\w+)\s*=", line)
     if m and m.group(1) in pending.get(section, {}):
+        rest = line.split("=", 1)[1].split("#", 1)[0].strip()
+        skipping = rest.startswith("[") and "]" not in rest
         line = f"{m.group(1)} = {pending[section].pop(m.group(1))}\n"
     out.append(line)
 flush(section)
