@@ -11,6 +11,7 @@ import glob
 import json
 import os
 import re
+import statistics
 import sys
 
 import pyarrow.parquet as pq
@@ -69,21 +70,6 @@ def find_seconds(obj, needle, path=""):
     return found
 
 
-run1 = run_record("run1")
-floor = load("floor.json")
-floor_pre = load("floor-pre.json")
-# Phase-1 floor: mean of the passes before and after run1 (see scripts/bench.sh).
-floor_passes = [f["phase1_forward_s"] for f in (floor_pre, floor) if f and f["phase1_forward_s"] > 0]
-floor_s = sum(floor_passes) / len(floor_passes) if floor_passes else None
-peer = load("peer.json")
-spawn = run_record("spawn2")
-runw2 = run_record("runw2")
-run1p = run_record("run1p")
-run1t1 = run_record("run1t1")
-t1, t2, t1200 = gnu_time("run1.time"), gnu_time("spawn2.time"), gnu_time("run1200.time")
-
-
-
 def reps(name):
     """Phase-1 reps of one step, in order: NAME, NAME.2, NAME.3, … (scripts/bench.sh)."""
     found, r = [], 1
@@ -96,28 +82,29 @@ def reps(name):
         r += 1
 
 
-def median(xs):
-    xs = sorted(xs)
-    return xs[len(xs) // 2] if len(xs) % 2 else (xs[len(xs) // 2 - 1] + xs[len(xs) // 2]) / 2
-
-
 def wall(rec):
     return max(r["wall_s"] for r in rec)
 
 
 floors_p1 = [f["phase1_forward_s"] for f in reps("floor-pre")]
 run1_reps, runw2_reps = reps("run1"), reps("runw2")
+# Rep 1 of each is the run the other rows compare with.
+run1 = run1_reps[0] if run1_reps else []
+runw2 = runw2_reps[0] if runw2_reps else []
+floor = load("floor.json")
+peer = load("peer.json")
+spawn = run_record("spawn2")
+run1p = run_record("run1p")
+run1t1 = run_record("run1t1")
+t1, t1200 = gnu_time("run1.time"), gnu_time("run1200.time")
+
 rows = []  # (what, measured, target, met, how)
-qcam_ips = None
-if run1:
-    images = sum(w["images_in"] for w in run1[0]["workers"])
-    qcam_ips = images / run1[0]["wall_s"]
 if peer:
     for label, runs in (("1 × 1", run1_reps), ("1 × 2, the demo's layout", runw2_reps)):
         if not runs:
             continue
         n_img = sum(w["images_in"] for r in runs[0] for w in r["workers"])
-        ips = median([n_img / wall(r) for r in runs])
+        ips = statistics.median([n_img / wall(r) for r in runs])
         ratio = ips / peer["images_per_s"]
         rows.append((f"phase-1 images/s, qcam {label} / Python peer",
                      f"{ratio:.1f}× ({ips:.2f} vs {peer['images_per_s']:.3f} images/s)", "≥ 3×", ratio >= 3,
@@ -128,7 +115,7 @@ for label, runs in (("1 process × 1 worker", run1_reps), ("1 process × 2 worke
     n = min(len(runs), len(floors_p1))
     if n:
         ratios = [wall(runs[i]) / floors_p1[i] for i in range(n)]
-        m = median(ratios)
+        m = statistics.median(ratios)
         rows.append((f"phase-1 wall / bare forward time, {label}", f"{m:.2f} (median of {n}: "
                      + ", ".join(f"{wall(runs[i]):.1f}/{floors_p1[i]:.1f} s" for i in range(n)) + ")",
                      "≤ 1.10", m <= 1.10,
