@@ -5,9 +5,8 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 
-use common::canonical;
+use common::{assert_same_rows, canonical, run_qcam};
 
 const PAIRS: [&str; 3] = ["efficientnet_lite0", "mobilenet_v2_qnnpack", "resnet18_random"];
 
@@ -43,11 +42,6 @@ dir = "{}"
     job
 }
 
-fn qcam(args: &[&str]) {
-    let status = Command::new(env!("CARGO_BIN_EXE_qcam")).args(args).status().unwrap();
-    assert!(status.success(), "qcam {args:?} failed");
-}
-
 #[test]
 fn tables_are_identical_across_threads_and_processes() {
     let tmp = tempfile::tempdir().unwrap();
@@ -56,9 +50,9 @@ fn tables_are_identical_across_threads_and_processes() {
     let one = tmp.path().join("one-thread");
     let two = tmp.path().join("two-threads");
     let procs = tmp.path().join("two-processes");
-    qcam(&["run", job, "--out", one.to_str().unwrap(), "-w", "1"]);
-    qcam(&["run", job, "--out", two.to_str().unwrap(), "-w", "2"]);
-    qcam(&["spawn", "-n", "2", "--", "run", job, "--out", procs.to_str().unwrap(), "-w", "1"]);
+    run_qcam(&["run", job, "--out", one.to_str().unwrap(), "-w", "1"]);
+    run_qcam(&["run", job, "--out", two.to_str().unwrap(), "-w", "2"]);
+    run_qcam(&["spawn", "-n", "2", "--", "run", job, "--out", procs.to_str().unwrap(), "-w", "1"]);
 
     let images = 300;
     for table in ["images", "pairs"] {
@@ -66,10 +60,7 @@ fn tables_are_identical_across_threads_and_processes() {
         let per_image = if table == "images" { PAIRS.len() * 2 } else { PAIRS.len() };
         assert_eq!(reference.len(), images * per_image, "{table}: rows = images × pairs{}", if table == "images" { " × 2" } else { "" });
         for other in [&two, &procs] {
-            let rows = canonical(other, table);
-            assert_eq!(rows.len(), reference.len(), "{table} row count differs in {}", other.display());
-            let first_diff = rows.iter().zip(&reference).position(|(a, b)| a != b);
-            assert!(first_diff.is_none(), "{table} differs in {} at sorted row {first_diff:?}", other.display());
+            assert_same_rows(&reference, other, table, &format!("in {}", other.display()));
         }
     }
     // Selection, aggregates and deletion/insertion: k = ceil(0.02 · 300) = 6 per pair.
@@ -77,7 +68,7 @@ fn tables_are_identical_across_threads_and_processes() {
         let reference = canonical(&one, table);
         assert_eq!(reference.len(), rows, "{table} rows");
         for other in [&two, &procs] {
-            assert_eq!(canonical(other, table), reference, "{table} differs in {}", other.display());
+            assert_same_rows(&reference, other, table, &format!("in {}", other.display()));
         }
     }
     // Part files: one per shard, whoever wrote them.

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::canonical;
+use common::{assert_same_rows, canonical, run_qcam};
 
 const TABLES: [&str; 6] = ["images", "pairs", "errors", "subset", "aggregates", "perturbation"];
 
@@ -90,16 +90,12 @@ fn kill_when(mut children: Vec<Child>, what: &str, ready: impl Fn() -> bool) {
 }
 
 fn resume(job: &str, out: &Path) {
-    let status = qcam().args(["spawn", "-n", "2", "--", "run", job, "--out", out.to_str().unwrap(), "--resume"]).status().unwrap();
-    assert!(status.success(), "resume failed");
+    run_qcam(&["spawn", "-n", "2", "--", "run", job, "--out", out.to_str().unwrap(), "--resume"]);
 }
 
 fn assert_same(reference: &Path, other: &Path) {
     for table in TABLES {
-        let (a, b) = (canonical(reference, table), canonical(other, table));
-        assert_eq!(a.len(), b.len(), "{table}: {} rows after resume, {} uninterrupted", b.len(), a.len());
-        let first_diff = a.iter().zip(&b).position(|(x, y)| x != y);
-        assert!(first_diff.is_none(), "{table} differs after resume at sorted row {first_diff:?}");
+        assert_same_rows(&canonical(reference, table), other, table, "after resume");
     }
 }
 
@@ -109,7 +105,7 @@ fn a_killed_process_is_resumed_without_loss_or_duplicates() {
     let job = write_job(tmp.path());
     let job = job.to_str().unwrap();
     let reference = tmp.path().join("reference");
-    assert!(qcam().args(["run", job, "--out", reference.to_str().unwrap()]).status().unwrap().success());
+    run_qcam(&["run", job, "--out", reference.to_str().unwrap()]);
     assert_eq!(canonical(&reference, "pairs").len(), 300);
     assert_eq!(canonical(&reference, "subset").len(), 15);
 

@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::process::Command;
 
 fn job(dir: &std::path::Path, data: &std::path::Path, out: &std::path::Path) -> std::path::PathBuf {
     let text = format!(
@@ -17,25 +16,20 @@ fn job(dir: &std::path::Path, data: &std::path::Path, out: &std::path::Path) -> 
     path
 }
 
-fn qcam(args: &[&std::ffi::OsStr]) {
-    let status = Command::new(env!("CARGO_BIN_EXE_qcam")).args(args).status().unwrap();
-    assert!(status.success(), "qcam {args:?} failed");
-}
-
 #[test]
 fn shards_give_the_folder_results() {
     let tmp = tempfile::tempdir().unwrap();
     let shards = tmp.path().join("shards");
     // 30 images in shards of 10: the same split the folder run uses, so batches match too.
-    qcam(&["shard".as_ref(), common::sample_dir().as_os_str(), "--out".as_ref(), shards.as_os_str(), "--shard-size".as_ref(), "10".as_ref(), "--limit".as_ref(), "30".as_ref()]);
+    common::run_qcam(&["shard".as_ref(), common::sample_dir().as_os_str(), "--out".as_ref(), shards.as_os_str(), "--shard-size".as_ref(), "10".as_ref(), "--limit".as_ref(), "30".as_ref()]);
     let limited = |text: String| text.replace("shard_size = 10", "shard_size = 10\nlimit = 30");
     let folder_out = tmp.path().join("folder");
     let folder_job = job(tmp.path(), &common::sample_dir(), &folder_out);
     std::fs::write(&folder_job, limited(std::fs::read_to_string(&folder_job).unwrap())).unwrap();
     let shard_out = tmp.path().join("tars");
     let shard_job = job(tmp.path(), &shards, &shard_out);
-    qcam(&["run".as_ref(), folder_job.as_os_str()]);
-    qcam(&["run".as_ref(), shard_job.as_os_str()]);
+    common::run_qcam(&["run".as_ref(), folder_job.as_os_str()]);
+    common::run_qcam(&["run".as_ref(), shard_job.as_os_str()]);
 
     // Shard names differ by design (val-00000 vs shard-00000); everything else is equal.
     let strip = |rows: Vec<String>| -> Vec<String> {

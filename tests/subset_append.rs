@@ -8,9 +8,8 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use common::canonical;
+use common::{assert_same_rows, canonical, run_qcam};
 use tables::{column, read_table, BoolCol, F32Col, F64Col, I32Col, I64Col, Utf8Col};
 
 const PAIR: &str = "mobilenet_v2_qnnpack";
@@ -44,11 +43,6 @@ dir = "{}"
     job
 }
 
-fn qcam(args: &[&str]) {
-    let status = Command::new(env!("CARGO_BIN_EXE_qcam")).args(args).status().unwrap();
-    assert!(status.success(), "qcam {args:?} failed");
-}
-
 fn run_json(dir: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(dir.join("run.json")).unwrap()).unwrap()
 }
@@ -65,9 +59,9 @@ fn append_equals_one_run_and_selection_follows_the_spec() {
     let full = tmp.path().join("full");
     let inc = tmp.path().join("incremental");
     let (full_s, inc_s) = (full.to_str().unwrap(), inc.to_str().unwrap());
-    qcam(&["run", job, "--out", full_s]);
-    qcam(&["run", job, "--out", inc_s, "--limit", "150"]);
-    qcam(&["run", job, "--out", inc_s, "--append"]);
+    run_qcam(&["run", job, "--out", full_s]);
+    run_qcam(&["run", job, "--out", inc_s, "--limit", "150"]);
+    run_qcam(&["run", job, "--out", inc_s, "--append"]);
 
     // The append computed the three new shards only; the first three were read back.
     let appended = run_json(&inc);
@@ -75,11 +69,9 @@ fn append_equals_one_run_and_selection_follows_the_spec() {
     assert_eq!(sum_workers(&appended, "images_reused"), 150);
 
     for table in ["images", "pairs", "errors", "subset", "aggregates", "perturbation"] {
-        let (a, b) = (canonical(&full, table), canonical(&inc, table));
-        assert!(!a.is_empty() || table == "errors", "{table} is empty");
-        assert_eq!(a.len(), b.len(), "{table}: row count differs after append");
-        let first_diff = a.iter().zip(&b).position(|(x, y)| x != y);
-        assert!(first_diff.is_none(), "{table} differs after append at sorted row {first_diff:?}:\n{:?}", first_diff.map(|i| (&a[i], &b[i])));
+        let reference = canonical(&full, table);
+        assert!(!reference.is_empty() || table == "errors", "{table} is empty");
+        assert_same_rows(&reference, &inc, table, "after append");
     }
 
     // SPEC §4 applied to the pairs table: k = ceil(0.05 · 300) = 15, RMSE descending, ids ascending.

@@ -67,3 +67,22 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
 pub fn canonical(out: &Path, table: &str) -> Vec<String> {
     tables::canonical_rows(out, table).unwrap()
 }
+
+/// Runs the qcam binary built for these tests; the test fails unless it exits 0.
+pub fn run_qcam<S: AsRef<std::ffi::OsStr> + std::fmt::Debug>(args: &[S]) {
+    let status = Command::new(env!("CARGO_BIN_EXE_qcam")).args(args).status().unwrap();
+    assert!(status.success(), "qcam {args:?} failed");
+}
+
+/// Asserts that `other`'s `table` has exactly the rows of `reference` (as [`canonical`] gives
+/// them); `what` says which run `other` is, and a failure shows the first differing row.
+pub fn assert_same_rows(reference: &[String], other: &Path, table: &str, what: &str) {
+    let rows = canonical(other, table);
+    assert_eq!(rows.len(), reference.len(), "{table}: {} rows {what}, {} in the reference", rows.len(), reference.len());
+    let first_diff = reference.iter().zip(&rows).position(|(a, b)| a != b);
+    assert!(
+        first_diff.is_none(),
+        "{table} differs {what} at sorted row {first_diff:?}:\n{:?}",
+        first_diff.map(|i| (&reference[i], &rows[i]))
+    );
+}
