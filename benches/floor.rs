@@ -38,7 +38,7 @@ use operators::eigencam::{eigencam, SignPolicy};
 use operators::infer::{Forward, Variant};
 use operators::perturb;
 use qcam::job::Job;
-use qcam::models::{set_torch_threads, Engine, PairSpec, TorchModel};
+use qcam::models::{qengine, set_torch_threads, Engine, PairSpec, TorchModel};
 use sources::{Dataset, Fetcher};
 
 struct Args {
@@ -105,7 +105,7 @@ struct VariantFloor {
 #[derive(Serialize)]
 struct PairFloor {
     name: String,
-    engine: String,
+    engine: Engine,
     float: VariantFloor,
     quantized: VariantFloor,
 }
@@ -164,20 +164,7 @@ struct Report {
 }
 
 fn set_engine(engine: Engine) -> Result<()> {
-    let q = match engine {
-        Engine::Qnnpack => tch::QEngine::QNNPACK,
-        // As src/models.rs: tch names only FBGEMM and QNNPACK; x86-exported models run on FBGEMM.
-        Engine::Fbgemm | Engine::X86 => tch::QEngine::FBGEMM,
-    };
-    q.set().map_err(|e| anyhow::anyhow!("setting the quantized engine: {e}"))
-}
-
-fn engine_name(engine: Engine) -> &'static str {
-    match engine {
-        Engine::Qnnpack => "qnnpack",
-        Engine::Fbgemm => "fbgemm",
-        Engine::X86 => "x86",
-    }
+    qengine(engine).set().map_err(|e| anyhow::anyhow!("setting the quantized engine: {e}"))
 }
 
 fn load_bare(spec: &PairSpec, variant: Variant) -> Result<CModule> {
@@ -449,7 +436,7 @@ fn main() -> Result<()> {
         }
         let quantized = per_variant.pop().expect("two variants");
         let float = per_variant.pop().expect("two variants");
-        pair_floors.push(PairFloor { name: spec.name().into(), engine: engine_name(engine).into(), float, quantized });
+        pair_floors.push(PairFloor { name: spec.name().into(), engine, float, quantized });
     }
 
     let phase1_forward_s: f64 = pair_floors.iter().map(|p| p.float.forward_s + p.quantized.forward_s).sum();

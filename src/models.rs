@@ -197,6 +197,16 @@ impl Forward for SharedModel {
     }
 }
 
+/// The libtorch engine a manifest's engine runs on. tch can only name FBGEMM and QNNPACK. The
+/// exporter writes fbgemm for its PTQ models, and the tests compare these results with Python's
+/// under the same engine.
+pub fn qengine(engine: Engine) -> tch::QEngine {
+    match engine {
+        Engine::Qnnpack => tch::QEngine::QNNPACK,
+        Engine::Fbgemm | Engine::X86 => tch::QEngine::FBGEMM,
+    }
+}
+
 /// libtorch's quantized engine is one process-wide setting, and it matters twice: weights are
 /// prepacked for the engine current at load, and some quantized ops dispatch on the engine current
 /// at forward (measured: an fbgemm model run under qnnpack returns garbage). The gate lets any
@@ -218,13 +228,7 @@ impl EngineGate {
             st = self.idle.wait(st).unwrap_or_else(|e| e.into_inner());
         }
         if st.0 != Some(engine) {
-            let qengine = match engine {
-                Engine::Qnnpack => tch::QEngine::QNNPACK,
-                // tch can only name FBGEMM and QNNPACK. The exporter writes fbgemm for its PTQ
-                // models, and the tests compare these results with Python's under the same engine.
-                Engine::Fbgemm | Engine::X86 => tch::QEngine::FBGEMM,
-            };
-            qengine.set().map_err(|e| e.to_string())?;
+            qengine(engine).set().map_err(|e| e.to_string())?;
             st.0 = Some(engine);
         }
         st.1 += 1;
