@@ -2,6 +2,7 @@
 //! rectified, min-max scaled and upsampled to the crop. Pure kernels over CHW slices.
 
 use nalgebra::{DMatrix, SymmetricEigen};
+use ndarray::{Array2, ArrayView1, ArrayView2};
 use serde::{Deserialize, Serialize};
 
 /// The denominator guard of the min-max scaling, exactly pytorch-grad-cam's `scale_cam_image`.
@@ -83,62 +84,40 @@ fn top_eigenvector(g: DMatrix<f64>) -> Option<Vec<f64>> {
     Some(eig.eigenvectors.column(top).iter().copied().collect())
 }
 
+/// `m` (channel-major: C rows of n centred pixels) as the C × n matrix Mᵀ, borrowed.
+fn as_channel_rows(m: &[f64], c: usize, n: usize) -> ArrayView2<'_, f64> {
+    ArrayView2::from_shape((c, n), m).expect("m holds C·n values")
+}
+
+/// A symmetric ndarray matrix as nalgebra's (standard layout, so row- and column-major agree).
+fn to_dmatrix(g: Array2<f64>) -> DMatrix<f64> {
+    let (r, c) = g.dim();
+    DMatrix::from_row_iterator(r, c, g.into_iter())
+}
+
 /// `p = M v` via the n × n Gram matrix `M Mᵀ`: its top eigenvector is `u = p / σ`. `m` is the
-/// centred activation, channel-major (C columns of n pixels).
+/// centred activation, channel-major (C columns of n pixels). The products go through ndarray's
+/// matrixmultiply kernels (blocked, SIMD): the Gram build was most of EigenCAM's time as scalar loops.
 fn projection_via_pixel_gram(m: &[f64], c: usize, n: usize) -> Option<Vec<f64>> {
-    let mut g = DMatrix::<f64>::zeros(n, n);
-    for col in m.chunks_exact(n) {
-        for i in 0..n {
-            let ci = col[i];
-            if ci == 0.0 {
-                continue;
-            }
-            for j in i..n {
-                g[(i, j)] += ci * col[j];
-            }
-        }
-    }
-    for i in 0..n {
-        for j in 0..i {
-            g[(i, j)] = g[(j, i)];
-        }
-    }
-    let u = top_eigenvector(g)?;
+    let mt = as_channel_rows(m, c, n);
+    let u = top_eigenvector(to_dmatrix(mt.t().dot(&mt)))?;
     // v = Mᵀu / ‖Mᵀu‖ and p = M v: one power step on top of the eigenvector, which recovers the
     // accuracy the Gram matrix lost (algebraically p = σu, σ = sqrt(λ_max)).
-    let mut v: Vec<f64> = m.chunks_exact(n).map(|col| col.iter().zip(&u).map(|(a, b)| a * b).sum()).collect();
-    let norm = v.iter().map(|x| x * x).sum::<f64>().sqrt();
+    let mut v = mt.dot(&ArrayView1::from(&u[..]));
+    let norm = v.dot(&v).sqrt();
     if !norm.is_finite() || norm <= 0.0 {
         return None;
     }
-    v.iter_mut().for_each(|x| *x /= norm);
-    Some(project(m, &v, c, n))
+    v /= norm;
+    Some(mt.t().dot(&v).to_vec())
 }
 
 /// `p = M v` with `v` the top eigenvector of the C × C matrix `Mᵀ M` (for maps with more pixels
 /// than channels).
 fn projection_via_channel_gram(m: &[f64], c: usize, n: usize) -> Option<Vec<f64>> {
-    let mut g = DMatrix::<f64>::zeros(c, c);
-    for a in 0..c {
-        for b in a..c {
-            let d: f64 = m[a * n..(a + 1) * n].iter().zip(&m[b * n..(b + 1) * n]).map(|(x, y)| x * y).sum();
-            g[(a, b)] = d;
-            g[(b, a)] = d;
-        }
-    }
-    let v = top_eigenvector(g)?;
-    Some(project(m, &v, c, n))
-}
-
-/// `M v` for channel-major `m`.
-fn project(m: &[f64], v: &[f64], c: usize, n: usize) -> Vec<f64> {
-    let mut p = vec![0.0f64; n];
-    for (col, &vc) in m.chunks_exact(n).zip(v).take(c) {
-        for (pi, &mi) in p.iter_mut().zip(col) {
-            *pi += mi * vc;
-        }
-    }
-    p
+    let mt = as_channel_rows(m, c, n);
+    let v = top_eigenvector(to_dmatrix(mt.dot(&mt.t())))?;
+    Some(mt.t().dot(&ArrayView1::from(&v[..])).to_vec())
 }
 
 /// `max(x, 0)` then `(x - min) / (max - min + 1e-7)`, in f32 like pytorch-grad-cam.
