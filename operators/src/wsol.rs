@@ -128,35 +128,69 @@ pub struct Localization {
 }
 
 /// Localize a `size × size` CAM in [0, 1] against ground-truth boxes in the same frame.
+///
+/// The masks at decreasing cuts are nested, so one sweep does everything: pixels join a
+/// union-find level by level (255 down to 1), each root keeping its component's box, size and
+/// first pixel in scan order; the live components are scored whenever the cut of a curve point is
+/// reached, and the box is taken at the cut of `threshold`. The result equals labelling every mask
+/// on its own (`components_of_mask`, kept as the reference the tests compare with).
 pub fn localize(cam: &[f32], size: usize, gt: &[BoxXyxy], threshold: f32) -> Localization {
     assert_eq!(cam.len(), size * size, "cam length {} is not {}²", cam.len(), size);
     let g = to_levels_floor(cam);
     let max_g = g.iter().copied().max().unwrap_or(0);
+    let mut iou_curve = vec![0.0f32; CURVE_LEN];
+    if max_g == 0 {
+        return Localization { bbox: BoxXyxy::EMPTY, iou: 0.0, iou_curve };
+    }
+    // Which cuts the curve needs (none without ground truth: its curve is all zero).
+    let mut needed = [false; 256];
+    if !gt.is_empty() {
+        for j in 0..CURVE_LEN {
+            needed[curve_cut(j, max_g) as usize] = true;
+        }
+    }
+    let box_cut = cut_level(threshold as f64, max_g) as usize;
+    let mut score_at = [0.0f32; 256];
+    // A cut ≥ max_g leaves the mask empty: no box.
+    let mut bbox = None;
 
-    let cut = cut_level(threshold as f64, max_g);
-    let mask: Vec<bool> = g.iter().map(|&v| v > cut).collect();
-    let (bbox, box_iou) = match largest(&components_of_mask(&mask, size, size)) {
-        Some(c) => (c.bbox, max_iou(c.bbox, gt)),
-        None => (BoxXyxy::EMPTY, 0.0),
-    };
-
-    let iou_curve = if gt.is_empty() || max_g == 0 { vec![0.0; CURVE_LEN] } else { iou_curve(&g, size, max_g, gt) };
-    Localization { bbox, iou: box_iou, iou_curve }
+    let mut uf = BoxUnionFind::new(size);
+    let by_level = pixels_by_level(&g, size);
+    for cut in (0..max_g as usize).rev() {
+        // State after this level's additions = the mask g > cut.
+        for &xy in by_level.level(cut + 1) {
+            uf.activate((xy & 0xffff) as usize, (xy >> 16) as usize);
+        }
+        if needed[cut] {
+            score_at[cut] = uf.live.iter().map(|&r| max_iou(uf.bbox[r as usize], gt)).fold(0.0, f32::max);
+        }
+        if cut == box_cut {
+            bbox = uf.largest();
+        }
+    }
+    for (j, v) in iou_curve.iter_mut().enumerate() {
+        *v = score_at[curve_cut(j, max_g) as usize];
+    }
+    match bbox {
+        Some(b) => Localization { bbox: b, iou: max_iou(b, gt), iou_curve },
+        None => Localization { bbox: BoxXyxy::EMPTY, iou: 0.0, iou_curve },
+    }
 }
 
-/// All 100 curve points in one sweep. Masks at decreasing cuts are nested, so instead of labelling
-/// 100 masks we add pixels level by level (255 down to 1) to a union-find that keeps each
-/// component's box, and score the live components whenever the cut of some τ is reached.
-fn iou_curve(g: &[u8], size: usize, max_g: u8, gt: &[BoxXyxy]) -> Vec<f32> {
-    let n = g.len();
-    // Which cuts the curve needs, and the score at each (filled during the sweep).
-    let mut needed = [false; 256];
-    for j in 0..CURVE_LEN {
-        needed[curve_cut(j, max_g) as usize] = true;
-    }
-    let mut score_at = [0.0f32; 256];
+/// Pixels bucketed by level (a counting sort), each as `x | y << 16`.
+struct LevelBuckets {
+    start: [usize; 257],
+    xy: Vec<u32>,
+}
 
-    // Pixels bucketed by level (counting sort).
+impl LevelBuckets {
+    fn level(&self, level: usize) -> &[u32] {
+        &self.xy[self.start[level]..self.start[level + 1]]
+    }
+}
+
+fn pixels_by_level(g: &[u8], size: usize) -> LevelBuckets {
+    assert!(size < 1 << 16, "maps up to 65535 pixels a side");
     let mut start = [0usize; 257];
     for &v in g {
         start[v as usize + 1] += 1;
@@ -164,48 +198,46 @@ fn iou_curve(g: &[u8], size: usize, max_g: u8, gt: &[BoxXyxy]) -> Vec<f32> {
     for l in 0..256 {
         start[l + 1] += start[l];
     }
-    let mut order = vec![0u32; n];
+    let mut xy = vec![0u32; g.len()];
     let mut fill = start;
-    for (i, &v) in g.iter().enumerate() {
-        order[fill[v as usize]] = i as u32;
-        fill[v as usize] += 1;
-    }
-
-    let mut uf = BoxUnionFind::new(n, size);
-    for cut in (0..max_g as usize).rev() {
-        // State after this level's additions = the mask g > cut.
-        let level = cut + 1;
-        for &i in &order[start[level]..start[level + 1]] {
-            uf.activate(i as usize);
-        }
-        if needed[cut] {
-            score_at[cut] = uf.live.iter().map(|&r| max_iou(uf.bbox[r as usize], gt)).fold(0.0, f32::max);
+    for (y, row) in g.chunks_exact(size).enumerate() {
+        for (x, &v) in row.iter().enumerate() {
+            xy[fill[v as usize]] = x as u32 | (y as u32) << 16;
+            fill[v as usize] += 1;
         }
     }
-    // Cuts ≥ max_g leave an empty mask: score 0 (already).
-    (0..CURVE_LEN).map(|j| score_at[curve_cut(j, max_g) as usize]).collect()
+    LevelBuckets { start, xy }
 }
 
-/// Union-find over pixels that tracks each root's bounding box and the set of live roots.
+/// Union-find over the pixels of a `size × size` map, on a grid padded by one inactive pixel all
+/// round so the 8 neighbours of any pixel are fixed offsets with no bounds checks. Each root keeps
+/// its component's box, pixel count and first pixel in row-major scan order (the tie-break of
+/// [`largest`]); `live` lists the roots.
 struct BoxUnionFind {
-    size: usize,
+    /// Padded row length, `size + 2`.
+    stride: usize,
+    /// `INACTIVE` until the pixel is added.
     parent: Vec<u32>,
-    rank: Vec<u32>,
-    active: Vec<bool>,
     bbox: Vec<BoxXyxy>,
+    pixels: Vec<u32>,
+    first: Vec<u32>,
     /// Current roots, and each root's position in `live` (for O(1) removal).
     live: Vec<u32>,
     pos: Vec<u32>,
 }
 
+const INACTIVE: u32 = u32::MAX;
+
 impl BoxUnionFind {
-    fn new(n: usize, size: usize) -> Self {
+    fn new(size: usize) -> Self {
+        let stride = size + 2;
+        let n = stride * stride;
         BoxUnionFind {
-            size,
-            parent: (0..n as u32).collect(),
-            rank: vec![0; n],
-            active: vec![false; n],
+            stride,
+            parent: vec![INACTIVE; n],
             bbox: vec![BoxXyxy::EMPTY; n],
+            pixels: vec![0; n],
+            first: vec![0; n],
             live: Vec::new(),
             pos: vec![0; n],
         }
@@ -220,46 +252,49 @@ impl BoxUnionFind {
         i
     }
 
-    fn activate(&mut self, i: usize) {
-        let (x, y) = ((i % self.size) as i32, (i / self.size) as i32);
-        self.active[i] = true;
-        self.bbox[i] = BoxXyxy::new(x, y, x, y);
+    fn activate(&mut self, x: usize, y: usize) {
+        let s = self.stride;
+        let i = (y + 1) * s + x + 1;
+        self.parent[i] = i as u32;
+        self.bbox[i] = BoxXyxy::new(x as i32, y as i32, x as i32, y as i32);
+        self.pixels[i] = 1;
+        self.first[i] = (y * (s - 2) + x) as u32;
         self.pos[i] = self.live.len() as u32;
         self.live.push(i as u32);
-        for dy in -1..=1i32 {
-            for dx in -1..=1i32 {
-                let (nx, ny) = (x + dx, y + dy);
-                if (dx, dy) == (0, 0) || nx < 0 || ny < 0 || nx >= self.size as i32 || ny >= self.size as i32 {
-                    continue;
-                }
-                let j = ny as usize * self.size + nx as usize;
-                if self.active[j] {
-                    self.union(i, j);
+        let mut root = i;
+        for j in [i - s - 1, i - s, i - s + 1, i - 1, i + 1, i + s - 1, i + s, i + s + 1] {
+            if self.parent[j] != INACTIVE {
+                let rj = self.find(j);
+                if rj != root {
+                    root = self.union_roots(root, rj);
                 }
             }
         }
     }
 
-    fn union(&mut self, a: usize, b: usize) {
-        let (mut ra, mut rb) = (self.find(a), self.find(b));
-        if ra == rb {
-            return;
-        }
-        if self.rank[ra] < self.rank[rb] {
-            std::mem::swap(&mut ra, &mut rb);
-        }
-        // rb joins ra.
-        self.parent[rb] = ra as u32;
-        if self.rank[ra] == self.rank[rb] {
-            self.rank[ra] += 1;
-        }
-        let (p, q) = (self.bbox[ra], self.bbox[rb]);
-        self.bbox[ra] = BoxXyxy::new(p.x0.min(q.x0), p.y0.min(q.y0), p.x1.max(q.x1), p.y1.max(q.y1));
-        let k = self.pos[rb] as usize;
+    /// Joins two distinct roots (the smaller component under the larger); returns the new root.
+    fn union_roots(&mut self, a: usize, b: usize) -> usize {
+        let (keep, gone) = if self.pixels[a] >= self.pixels[b] { (a, b) } else { (b, a) };
+        self.parent[gone] = keep as u32;
+        self.pixels[keep] += self.pixels[gone];
+        self.first[keep] = self.first[keep].min(self.first[gone]);
+        let (p, q) = (self.bbox[keep], self.bbox[gone]);
+        self.bbox[keep] = BoxXyxy::new(p.x0.min(q.x0), p.y0.min(q.y0), p.x1.max(q.x1), p.y1.max(q.y1));
+        let k = self.pos[gone] as usize;
         self.live.swap_remove(k);
         if k < self.live.len() {
             self.pos[self.live[k] as usize] = k as u32;
         }
+        keep
+    }
+
+    /// The largest live component's box; among equal sizes the first in scan order.
+    fn largest(&self) -> Option<BoxXyxy> {
+        self.live
+            .iter()
+            .map(|&r| r as usize)
+            .min_by_key(|&r| (std::cmp::Reverse(self.pixels[r]), self.first[r]))
+            .map(|r| self.bbox[r])
     }
 }
 
@@ -489,5 +524,41 @@ mod tests {
         assert_eq!(e.box_acc(), [1.0, 1.0, 1.0]);
         assert_eq!(max_box_acc_v2(&[]), 0.0);
         assert!(top1_loc(true, 0.5) && !top1_loc(false, 0.9) && !top1_loc(true, 0.49));
+    }
+
+    /// The one-sweep `localize` against labelling each mask on its own (`components_of_mask`, a
+    /// flood fill), on maps with few levels so that ties in size, many components and merges at
+    /// every cut all occur.
+    #[test]
+    fn sweep_equals_per_cut_labelling() {
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for case in 0..200 {
+            let size = 3 + (next() % 30) as usize;
+            let levels = 2 + (next() % 6) as u32;
+            let cam: Vec<f32> = (0..size * size).map(|_| (next() % levels as u64) as f32 / (levels - 1) as f32).collect();
+            let box_at = |k: u64| (k % size as u64) as i32;
+            let (a, b, c, d) = (box_at(next()), box_at(next()), box_at(next()), box_at(next()));
+            let gt = vec![BoxXyxy::new(a.min(b), c.min(d), a.max(b), c.max(d))];
+            let threshold = [0.0f32, 0.2, 0.5, 0.99][case % 4];
+            let loc = localize(&cam, size, &gt, threshold);
+
+            let g = to_levels_floor(&cam);
+            let max_g = g.iter().copied().max().unwrap();
+            let mask_at = |cut: u8| g.iter().map(|&v| v > cut).collect::<Vec<_>>();
+            let want = largest(&components_of_mask(&mask_at(cut_level(threshold as f64, max_g)), size, size));
+            assert_eq!(loc.bbox, want.map_or(BoxXyxy::EMPTY, |c| c.bbox), "case {case}: box");
+            assert_eq!(loc.iou, want.map_or(0.0, |c| max_iou(c.bbox, &gt)), "case {case}: iou");
+            for j in 0..CURVE_LEN {
+                let comps = components_of_mask(&mask_at(curve_cut(j, max_g)), size, size);
+                let best = comps.iter().map(|c| max_iou(c.bbox, &gt)).fold(0.0, f32::max);
+                assert_eq!(loc.iou_curve[j], best, "case {case}: curve point {j}");
+            }
+        }
     }
 }
