@@ -1,13 +1,16 @@
 //! The whole pipeline in one place: how a job becomes a timely dataflow on each worker.
 //!
 //! ```text
-//! shards ─read─▶ samples ─decode(per preprocessing)─▶ images ─┬─ pair A: infer ─ explain ─┬─▶ images, pairs
-//!                                                            │                          └─▶ scored ─▶ select ─▶ subset
-//!                                                            │                                    └▶ aggregate ─▶ aggregates
-//!                                                            │              subset ─deal─▶ perturb ─▶ perturbation
-//!                                                            └─ pair B: …
-//! every stage's failures ─────────────────────────────────────────────────────────────────────▶ errors
+//! shards ─read─▶ samples ─decode─▶ rgb ─preprocess(per setting)─▶ images ─┬─ pair A: infer ─ explain ─┬─▶ images, pairs
+//!                                                                         │                          └─▶ scored ─▶ select ─▶ subset
+//!                                                                         │                                    └▶ aggregate ─▶ aggregates
+//!                                                                         │              subset ─deal─▶ perturb ─▶ perturbation
+//!                                                                         └─ pair B: …
+//! every stage's failures ──────────────────────────────────────────────────────────────────────────────────▶ errors
 //! ```
+//!
+//! Decode, preprocess and explain spread each batch over the worker's `torch_threads` cores
+//! (`operators::par`), the cores its forwards use, which would otherwise idle between forwards.
 //!
 //! Time is global and counts shards: batch `b` of shard `s` is time `s · stride + b`, where
 //! `stride` is the most batches any shard has. Worker w reads the shards with `s % peers == w`, in
@@ -31,6 +34,7 @@ use std::time::Instant;
 use differential_dataflow::{AsCollection, VecCollection};
 use operators::explain::{explain, ExplainConfig};
 use operators::infer::{infer, PairModels, Variant};
+use operators::par::par_map;
 use operators::perturb::{perturb, PerturbConfig, PerturbJob, StageTime};
 use operators::subset::{self, Ranked, Scored, Totals};
 use operators::{decode, AggregateRow, ErrorRow, Image, ImageRow, PairRow, PerturbationRow, Preprocess, Sample, Stage, SubsetRow};
@@ -190,26 +194,32 @@ pub fn run_worker(
         let mut image_rows = Vec::new();
         let mut pair_rows = Vec::new();
 
-        // One decode per distinct preprocessing, shared by every pair that uses it.
-        let mut decoded: HashMap<String, StreamVec<'_, u64, Rc<Image>>> = HashMap::new();
+        // Each image is decoded once; a decode failure is a model-less error row, which counts
+        // against every pair. Then one preprocessing per distinct setting, shared by the pairs
+        // that use it. The per-image CPU work runs on the worker's `torch_threads` cores.
+        let (rgb, decode_errors) = par_map(samples, "Decode", torch_threads, move |s: Sample| {
+            decode::Decoded::of(&s, max_pixels)
+                .map(Arc::new)
+                .map_err(|e| ErrorRow::new(&s.image_id, &s.shard, Stage::Decode, e.to_string()))
+        })
+        .ok_err(|r| r);
+        errors.push(decode_errors);
+        let mut preprocessed: HashMap<String, StreamVec<'_, u64, Rc<Image>>> = HashMap::new();
         for (pair_index, (name, pre, models)) in loaded.iter().enumerate() {
-            let first_branch = decoded.is_empty();
-            let images = decoded
+            let images = preprocessed
                 .entry(pre.key())
                 .or_insert_with(|| {
-                    let (images, decode_errors) = decode_stream(samples.clone(), pre.clone(), max_pixels);
-                    // An image fails to decode alike in every branch (preprocessing cannot fail),
-                    // and a model-less error row counts against every pair: report it once.
-                    if first_branch {
-                        errors.push(decode_errors);
-                    }
-                    images
+                    let p = pre.clone();
+                    par_map(rgb.clone(), &format!("Preprocess[{}]", pre.key()), torch_threads, move |d: Arc<decode::Decoded>| {
+                        d.preprocess(&mut decode::Preprocessor::new(&p))
+                    })
+                    .map(Rc::new)
                 })
                 .clone();
             let (inferred, infer_errors) = infer(images, name.clone(), models.clone()).ok_err(|r| r);
             errors.push(infer_errors);
             let cfg = explain_cfg(pre.crop);
-            let explained = inferred.map(move |inf| explain(&inf, &cfg));
+            let explained = par_map(inferred, &format!("Explain[{name}]"), torch_threads, move |inf| explain(&inf, &cfg));
             image_rows.push(explained.clone().flat_map(|e| e.images));
             pair_rows.push(explained.clone().map(|e| e.pair));
 
@@ -311,19 +321,6 @@ pub fn run_worker(
         perturb_s: perturb_time.busy_s.get(),
         perturb_forward_s: perturb_time.forward_s.get(),
         wall_s: start.elapsed().as_secs_f64(),
-    })
-}
-
-/// Decode + preprocess (SPEC §1) for one preprocessing; failures become error rows.
-fn decode_stream<'s>(
-    samples: StreamVec<'s, u64, Sample>,
-    pre: Preprocess,
-    max_pixels: u64,
-) -> (StreamVec<'s, u64, Rc<Image>>, StreamVec<'s, u64, ErrorRow>) {
-    samples.ok_err(move |s: Sample| {
-        decode::decode_sample(&s, &pre, max_pixels)
-            .map(Rc::new)
-            .map_err(|e| ErrorRow::new(&s.image_id, &s.shard, Stage::Decode, e.to_string()))
     })
 }
 

@@ -844,18 +844,42 @@ pub fn decode_sample_with(
     pre: &mut Preprocessor,
     max_pixels: u64,
 ) -> Result<Image, DecodeError> {
-    let rgb = decode_rgb8(&sample.bytes, max_pixels)?;
-    let (pixels, frame) = pre.run(&rgb);
-    Ok(Image {
-        image_id: sample.image_id.clone(),
-        shard: sample.shard.clone(),
-        label: sample.label,
-        boxes: sample
-            .boxes
-            .iter()
-            .filter_map(|&b| map_box(b, &frame))
-            .collect(),
-        pixels,
-        crop: frame.crop,
-    })
+    Ok(Decoded::of(sample, max_pixels)?.preprocess(pre))
+}
+
+/// A sample decoded to RGB, without its encoded bytes: what every preprocessing of it starts
+/// from, so a job whose pairs preprocess differently decodes each JPEG once.
+#[derive(Clone, Debug)]
+pub struct Decoded {
+    pub image_id: String,
+    pub shard: String,
+    pub label: i32,
+    /// Ground-truth boxes in the frame of the decoded image.
+    pub boxes: Vec<BoxXyxy>,
+    pub rgb: RgbImage,
+}
+
+impl Decoded {
+    pub fn of(sample: &Sample, max_pixels: u64) -> Result<Decoded, DecodeError> {
+        Ok(Decoded {
+            rgb: decode_rgb8(&sample.bytes, max_pixels)?,
+            image_id: sample.image_id.clone(),
+            shard: sample.shard.clone(),
+            label: sample.label,
+            boxes: sample.boxes.clone(),
+        })
+    }
+
+    /// Preprocess, and map the boxes into the crop frame.
+    pub fn preprocess(&self, pre: &mut Preprocessor) -> Image {
+        let (pixels, frame) = pre.run(&self.rgb);
+        Image {
+            image_id: self.image_id.clone(),
+            shard: self.shard.clone(),
+            label: self.label,
+            boxes: self.boxes.iter().filter_map(|&b| map_box(b, &frame)).collect(),
+            pixels,
+            crop: frame.crop,
+        }
+    }
 }

@@ -13,5 +13,6 @@ pub mod stats;
 pub mod explain;
 pub mod subset;
 pub mod perturb;
+pub mod par;
 
 pub use types::*;
