@@ -212,6 +212,8 @@ fn to_tensor(pixels: &[f32], n: usize, crop: usize) -> Tensor {
 }
 
 fn main() -> Result<()> {
+    // The floor runs libtorch under the same process settings as qcam, so the ratio is overhead.
+    qcam::models::prefer_huge_pages();
     let args = parse_args()?;
     let mut job = Job::load(&args.job)?;
     if let Some(d) = &args.data {

@@ -89,6 +89,7 @@ enum Command {
 }
 
 pub fn main() -> ExitCode {
+    crate::models::prefer_huge_pages();
     let cli = Cli::parse();
     match dispatch(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
