@@ -10,9 +10,13 @@
 #   spawn2   qcam spawn -n 2 -- run JOB (2 processes × 1 worker)
 #   run1p    run1 again with OMP_WAIT_POLICY=PASSIVE (libgomp threads sleep instead of spinning
 #            while they wait; skipped when the variable is already set for the whole bench)
+#   run1nothp  run1 again with THP_MEM_ALLOC_ENABLE=0: libtorch's tensors on 4 KiB pages, as before
+#            qcam asked for huge pages (models::prefer_huge_pages)
 #   runw2    qcam run JOB -w 2 (1 process × 2 workers, torch threads shared out; the demo's layout)
 #   run1t1   qcam run with run.torch_threads = 1 (1 process × 1 worker × 1 thread): the base of
 #            the per-core scaling of spawn2, which gives each process 1 thread on a 2-core machine
+#   floor-t1, floor-t1a/b  the floor with 1 thread, alone and then as two processes at once: how
+#            far the machine itself scales from 1 core to 2 (the ceiling for spawn2 / run1t1)
 #   run1200  qcam run on a 1,200-image Kaggle-layout folder (the sample 4×, symlinked under new
 #            ids), for peak RSS against run1
 #   rundel   qcam run JOB with deletion/insertion on the top DEL_FRACTION (default 0.01) of each
@@ -22,7 +26,8 @@
 #   JOB=jobs/demo.toml  BENCH_OUT=target/bench-run/<UTC stamp>  PEER_LIMIT=64 (images the Python
 #   peer runs; it is several times slower)  PERTURB_IMAGES=1 (per pair and variant, floor and peer)
 #   PHASE1_REPS=3  DEL_FRACTION=0.01  SKIP_1200=1  SKIP_PEER=1  SKIP_DEL=1  SKIP_SCALING=1 (no
-#   run1t1)  SKIP_OMP=1 (no run1p)  PERF=1 (also record a `perf` profile of run1 when perf works)
+#   run1t1, no floor-t1*)  SKIP_OMP=1 (no run1p)  SKIP_THP=1 (no run1nothp)  PERF=1 (also record a
+#   `perf` profile of run1 when perf works)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 JOB=${JOB:-jobs/demo.toml}
@@ -109,6 +114,12 @@ if [ -z "${OMP_WAIT_POLICY:-}" ] && [ "${SKIP_OMP:-0}" != 1 ]; then
   tail -n 1 "$OUT/run1p.log" >&2
 fi
 
+if [ -z "${THP_MEM_ALLOC_ENABLE:-}" ] && [ "${SKIP_THP:-0}" != 1 ]; then
+  log "(a3) qcam run 1 × 1 with THP_MEM_ALLOC_ENABLE=0 (4 KiB pages) → $OUT/run1nothp"
+  THP_MEM_ALLOC_ENABLE=0 timed run1nothp "$QCAM" run "$OUT/job-phase1.toml" --overwrite --out "$OUT/run1nothp" -w 1
+  tail -n 1 "$OUT/run1nothp.log" >&2
+fi
+
 log "(b) floor after run1: bare forwards of the same models, images and batches; del/ins kernel"
 stamp floor
 "$FLOOR" --job "$OUT/job-phase1.toml" --threads "$THREADS" --perturb-images "$PERTURB_IMAGES" --out "$OUT/floor.json" 2> "$OUT/floor.log"
@@ -138,6 +149,15 @@ tail -n 2 "$OUT/spawn2.log" >&2
 if [ "${SKIP_SCALING:-0}" != 1 ]; then
   log "(d3) qcam run with run.torch_threads = 1 (1 process × 1 worker × 1 thread) → $OUT/run1t1"
   timed run1t1 "$QCAM" run "$OUT/job-t1.toml" --overwrite --out "$OUT/run1t1" -w 1
+  log "(d4) the floor with 1 thread: alone, then two at once → $OUT/floor-t1*.json"
+  floor1() { "$FLOOR" --job "$OUT/job-phase1.toml" --threads 1 --perturb-images 0 --io-images 0 --out "$OUT/$1.json" 2> "$OUT/$1.log"; }
+  stamp floor-t1
+  floor1 floor-t1
+  stamp floor-t1ab
+  floor1 floor-t1a & a=$!
+  floor1 floor-t1b & b=$!
+  wait "$a" && wait "$b"
+  grep -h "phase-1" "$OUT"/floor-t1*.log >&2
 fi
 
 if [ "${SKIP_1200:-0}" != 1 ]; then
