@@ -279,13 +279,8 @@ mod tests {
     /// with n < C and with n > C. The reference tests exercise them against numpy's SVD too.
     #[test]
     fn pixel_and_channel_gram_agree() {
-        let mut s = 0x9e3779b97f4a7c15u64;
-        let mut rnd = move || {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            (s >> 11) as f64 / (1u64 << 53) as f64 - 0.5
-        };
+        let mut rng = crate::test_rng::XorShift(0x9e3779b97f4a7c15);
+        let mut rnd = move || rng.centred_f64();
         for (c, n) in [(7usize, 5usize), (5, 7), (6, 6)] {
             let m: Vec<f64> = (0..c * n).map(|_| rnd()).collect();
             let a = projection_via_pixel_gram(&m, c, n).unwrap();

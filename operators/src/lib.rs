@@ -16,3 +16,6 @@ pub mod perturb;
 pub mod par;
 
 pub use types::*;
+
+#[cfg(test)]
+mod test_rng;

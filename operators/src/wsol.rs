@@ -531,13 +531,8 @@ mod tests {
     /// every cut all occur.
     #[test]
     fn sweep_equals_per_cut_labelling() {
-        let mut state = 0x2545_f491_4f6c_dd1du64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut rng = crate::test_rng::XorShift(0x2545_f491_4f6c_dd1d);
+        let mut next = move || rng.next_u64();
         for case in 0..200 {
             let size = 3 + (next() % 30) as usize;
             let levels = 2 + (next() % 6) as u32;
