@@ -48,7 +48,7 @@ use timely::dataflow::{InputHandle, ProbeHandle, StreamVec};
 use sources::{Dataset, Fetcher, Shard};
 use crate::job::{Job, PerturbScope};
 use crate::ledger;
-use crate::models::{set_torch_threads, LoadedPair, PairSpec, SharedModel};
+use crate::models::{set_torch_threads, PairSpec, SharedModel};
 use tables::{write_part, Table};
 
 /// Everything the workers share, checked before any work starts.
@@ -58,9 +58,6 @@ pub struct Plan {
     /// Shard bytes from local files or object stores, with prefetch; shared by the workers.
     pub fetch: Fetcher,
     pub pairs: Vec<PairSpec>,
-    /// The pairs as the contract check loaded them, held so that the workers' `load_shared` finds
-    /// them instead of reading and deserialising every TorchScript file a second time.
-    pub models: Vec<Arc<LoadedPair>>,
     pub out_dir: PathBuf,
     /// Shards a previous run into `out_dir` finished with the same settings (resume, append): their
     /// rows are read back into selection, not recomputed.

@@ -132,11 +132,8 @@ impl PairSpec {
     /// `cam_layer.shape` says (the manifest gives it for a 224 crop, so at another crop only `C`
     /// is compared). Run at plan time, so that a model that cannot keep the contract stops the run
     /// before any work, with the manifest and field named, instead of failing every batch.
-    ///
-    /// Returns the pair as [`PairSpec::load_shared`] holds it: kept alive until the workers start,
-    /// they reuse it instead of loading every file a second time.
-    pub fn check_contract(&self) -> Result<Arc<LoadedPair>, ModelError> {
-        let pair = self.load_shared()?;
+    pub fn check_contract(&self) -> Result<(), ModelError> {
+        let pair = self.load()?;
         let crop = self.manifest.preprocess.crop as usize;
         let zeros = vec![0f32; 3 * crop * crop];
         let want = self.manifest.cam_layer.shape;
@@ -160,7 +157,7 @@ impl PairSpec {
                 ));
             }
         }
-        Ok(pair)
+        Ok(())
     }
 }
 

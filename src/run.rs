@@ -140,19 +140,18 @@ pub fn plan(job_path: &Path, opts: &RunOptions) -> Result<Plan> {
 
     let dataset = Dataset::open(&job.data).with_context(|| format!("{}: field `data.path`", job_path.display()))?;
     let mut pairs = Vec::new();
-    let mut models = Vec::new();
     for name in &job.models.pairs {
         let spec = PairSpec::read(&job.models.dir, name)
             .with_context(|| format!("{}: field `models.pairs`: pair `{name}`", job_path.display()))?;
         spec.verify()?;
-        models.push(spec.check_contract()?);
+        spec.check_contract()?;
         pairs.push(spec);
     }
     let out_dir = job.output.dir.clone();
     let fetch = sources::Fetcher::new()?;
     let settings = ledger::settings_digest(&job, &pairs);
     let finished = if opts.resume { ledger::finished(&out_dir, &dataset, &settings) } else { Default::default() };
-    Ok(Plan { job, dataset, fetch, pairs, models, out_dir, finished, settings })
+    Ok(Plan { job, dataset, fetch, pairs, out_dir, finished, settings })
 }
 
 /// Refuses to mix a new run into an old one unless asked to replace it.
