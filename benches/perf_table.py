@@ -275,9 +275,8 @@ if run1 and floor:
     print()
     print(f"Run wall {wall:.1f} s = infer {tot_inf:.1f} ({100 * tot_inf / wall:.0f}%) + cam {tot_cam:.1f} "
           f"({100 * tot_cam / wall:.0f}%) + everything else {wall - tot_inf - tot_cam:.1f} s "
-          f"({100 * (wall - tot_inf - tot_cam) / wall:.0f}%: decode, WSOL, statistics, RMSE, Parquet, dataflow; "
-          f"the models are loaded once, at plan time, before run.json's clock starts, as the floor's are before "
-          f"its loops). Floor decode+preprocess: "
+          f"({100 * (wall - tot_inf - tot_cam) / wall:.0f}%: decode, WSOL, statistics, RMSE, Parquet, model load, "
+          f"dataflow). Floor decode+preprocess: "
           + ", ".join(f"{k.split('-')[2]} {v:.1f} s" for k, v in floor["decode_s"]) + ".")
     if floor.get("io"):
         print()
