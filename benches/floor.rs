@@ -35,7 +35,8 @@ use tch::{CModule, IValue, Kind, Tensor};
 
 use operators::decode::{decode_sample_with, Preprocessor};
 use operators::eigencam::{eigencam, SignPolicy};
-use operators::infer::{Forward, Variant};
+use operators::infer::Forward;
+use types::Variant;
 use operators::perturb;
 use qcam::job::Job;
 use qcam::models::{qengine, set_torch_threads, Engine, PairSpec, TorchModel};

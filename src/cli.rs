@@ -120,7 +120,8 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Shard { data, out, shard_size, limit } => {
             let cfg = sources::DataConfig::at(data, limit);
             let dataset = sources::Dataset::open(&cfg)?;
-            let index = sources::write_shards(&dataset, &out, shard_size)?;
+            let dims = |bytes: &[u8]| operators::decode::image_dimensions(bytes).ok();
+            let index = sources::write_shards(&dataset, &out, shard_size, dims)?;
             let errors: usize = index.shards.iter().map(|s| s.errors.len()).sum();
             println!(
                 "qcam shard: {} images in {} shards ({} listed as errors) -> {}",

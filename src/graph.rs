@@ -33,11 +33,13 @@ use std::time::Instant;
 
 use differential_dataflow::{AsCollection, VecCollection};
 use operators::explain::{explain, ExplainConfig};
-use operators::infer::{infer, PairModels, Variant};
+use operators::infer::{infer, PairModels};
+use types::Variant;
 use operators::par::par_map;
 use operators::perturb::{perturb, PerturbConfig, PerturbJob, StageTime};
 use operators::subset::{self, Ranked, Scored, Totals};
-use operators::{decode, AggregateRow, ErrorRow, Image, ImageRow, PairRow, PerturbationRow, Preprocess, Sample, Stage, SubsetRow};
+use operators::decode;
+use types::{AggregateRow, ErrorRow, Image, ImageRow, PairRow, PerturbationRow, Preprocess, Sample, Stage, SubsetRow};
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::core::{Concat, Concatenate, Exchange as _, Inspect, OkErr, Probe};
 use timely::dataflow::operators::generic::operator::Operator;
@@ -509,24 +511,24 @@ fn load_images(plan: Arc<Plan>, pre: Preprocess) -> impl FnMut(&[PerturbJob]) ->
 }
 
 /// A finished shard's records, read back from its `images` and `pairs` parts.
-fn read_scored(out_dir: &Path, shard: &str, pairs: &[String]) -> std::io::Result<Vec<(String, Scored)>> {
-    let missing = || std::io::Error::other(format!("part {shard} is missing"));
-    let images: Vec<ImageRow> = tables::read_part(out_dir, shard)?.ok_or_else(missing)?;
-    let pair_rows: Vec<PairRow> = tables::read_part(out_dir, shard)?.ok_or_else(missing)?;
-    let by_key: HashMap<(&str, &str, &str), &ImageRow> =
+fn read_scored(out_dir: &Path, shard: &str, pairs: &[String]) -> Result<Vec<(String, Scored)>, String> {
+    let missing = || format!("part {shard} is missing");
+    let images: Vec<ImageRow> = tables::read_part(out_dir, shard).map_err(|e| e.to_string())?.ok_or_else(missing)?;
+    let pair_rows: Vec<PairRow> = tables::read_part(out_dir, shard).map_err(|e| e.to_string())?.ok_or_else(missing)?;
+    let by_key: HashMap<(&str, &str, Variant), &ImageRow> =
         images.iter().map(|r| ((r.image_id.as_str(), r.model.as_str(), r.variant), r)).collect();
     Ok(pair_rows
         .iter()
         .filter(|p| pairs.contains(&p.model))
         .filter_map(|p| {
-            let f = by_key.get(&(p.image_id.as_str(), p.model.as_str(), "float"))?;
-            let q = by_key.get(&(p.image_id.as_str(), p.model.as_str(), "quantized"))?;
+            let f = by_key.get(&(p.image_id.as_str(), p.model.as_str(), Variant::Float))?;
+            let q = by_key.get(&(p.image_id.as_str(), p.model.as_str(), Variant::Quantized))?;
             Some((p.model.clone(), Scored::of(p, [f, q])?))
         })
         .collect())
 }
 
-fn write_or_die(result: std::io::Result<PathBuf>) {
+fn write_or_die(result: Result<PathBuf, tables::TableError>) {
     // A lost part file would silently drop rows; stop loudly instead.
     if let Err(e) = result {
         panic!("writing a part file: {e}");
@@ -563,7 +565,29 @@ impl SinkParts {
 /// Collects a table's rows per shard and writes the shard's part file once the frontier has passed
 /// the shard's last batch. Every shard the worker computes gets a part, empty or not, so a finished
 /// shard is visible as such.
-fn sink_parts<'s, T: Table + 'static>(rows: StreamVec<'s, u64, T>, parts: &Rc<SinkParts>, probe: &ProbeHandle<u64>) {
+/// How many (image, pair) units rows of a table finish, for progress: a pair row finishes one, an
+/// error before any model finishes one per pair.
+trait Units: Sized {
+    fn units_done(_rows: &[Self], _pairs: usize) -> usize {
+        0
+    }
+}
+
+impl Units for ImageRow {}
+
+impl Units for PairRow {
+    fn units_done(rows: &[Self], _pairs: usize) -> usize {
+        rows.len()
+    }
+}
+
+impl Units for ErrorRow {
+    fn units_done(rows: &[Self], pairs: usize) -> usize {
+        rows.iter().map(|r| if r.model.is_some() { 1 } else { pairs }).sum()
+    }
+}
+
+fn sink_parts<'s, T: Table + Units + 'static>(rows: StreamVec<'s, u64, T>, parts: &Rc<SinkParts>, probe: &ProbeHandle<u64>) {
     let parts = parts.clone();
     let mut stash: BTreeMap<usize, Vec<T>> = parts.shards.keys().map(|&s| (s, Vec::new())).collect();
     rows.unary_frontier::<CapacityContainerBuilder<Vec<()>>, _, _, _>(

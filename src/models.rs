@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::Instant;
 
-use operators::infer::{BatchOutput, Forward, QParams, Variant};
-pub use tables::manifest::{Calibration, CamLayer, Engine, Manifest, ModelFile, Provenance, Quantization, SampleTop1};
+use operators::infer::{BatchOutput, Forward, QParams};
+use types::Variant;
+pub use types::{Calibration, CamLayer, Engine, Manifest, ModelFile, Provenance, Quantization, SampleTop1};
 use sha2::{Digest, Sha256};
 use tch::{IValue, Kind, Tensor};
 

@@ -113,7 +113,7 @@ struct RunRecord<'a> {
     units_done: Vec<(String, String)>,
 }
 
-pub use tables::RUN_FILE;
+pub use types::RUN_FILE;
 
 /// Loads and checks the job, the data listing and every model before any work starts.
 pub fn plan(job_path: &Path, opts: &RunOptions) -> Result<Plan> {

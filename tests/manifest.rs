@@ -30,10 +30,10 @@ fn exported_manifests_round_trip() {
 #[test]
 fn provenance_is_labelled() {
     let spec = PairSpec::read(&common::models_dir(), "resnet18_random").unwrap();
-    assert!(matches!(spec.manifest.provenance(operators::infer::Variant::Float), Provenance::Random(_)));
+    assert!(matches!(spec.manifest.provenance(types::Variant::Float), Provenance::Random(_)));
     let spec = PairSpec::read(&common::models_dir(), "mobilenet_v2_qnnpack").unwrap();
-    assert_eq!(spec.manifest.provenance(operators::infer::Variant::Float).kind(), "substitute");
-    assert_eq!(spec.manifest.provenance(operators::infer::Variant::Quantized).kind(), "real");
+    assert_eq!(spec.manifest.provenance(types::Variant::Float).kind(), "substitute");
+    assert_eq!(spec.manifest.provenance(types::Variant::Quantized).kind(), "real");
 }
 
 fn copy_pair(name: &str) -> tempfile::TempDir {

@@ -6,7 +6,8 @@ mod common;
 
 use std::ffi::OsStr;
 
-use operators::infer::{Forward, Variant};
+use operators::infer::Forward;
+use types::Variant;
 use qcam::models::PairSpec;
 
 /// A few real sample images, preprocessed the pair's way, as one batch.

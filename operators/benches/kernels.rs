@@ -28,7 +28,8 @@ use operators::decode::{decode_rgb8, Preprocessor, DEFAULT_MAX_PIXELS};
 use operators::eigencam::{self, SignPolicy};
 use operators::perturb::{self, PerturbPlan};
 use operators::stats::{self, QGrid};
-use operators::{compare, wsol, BoxXyxy, Interpolation, Preprocess};
+use operators::{compare, wsol};
+use types::{BoxXyxy, Interpolation, Preprocess};
 
 const CROP: usize = 224;
 const BATCH: usize = 16;

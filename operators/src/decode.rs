@@ -64,13 +64,13 @@ use std::io::Cursor;
 use image::codecs::png::PngDecoder;
 use image::{ColorType, ImageDecoder, ImageError, RgbImage};
 
-use crate::types::{BoxXyxy, Image, Interpolation, Preprocess, Sample};
+use types::{BoxXyxy, Image, Interpolation, Preprocess, Sample};
 
 /// The default for [`decode_rgb8`]'s `max_pixels`: Pillow's own decompression-bomb threshold
 /// `PIL.Image.MAX_IMAGE_PIXELS` (89,478,485 ≈ 89.5 MP, "about 100 MP"), so anything Pillow opens
 /// without a `DecompressionBombWarning` we decode, and a 10,000 × 10,000 image (exactly 100 MP) is
 /// rejected. ImageNet val images are all far smaller.
-pub const DEFAULT_MAX_PIXELS: u64 = 89_478_485;
+pub use types::DEFAULT_MAX_PIXELS;
 
 /// Why an encoded image could not be turned into RGB8.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

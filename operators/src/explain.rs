@@ -8,10 +8,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::compare;
 use crate::eigencam::{self, EigenCam, SignPolicy};
-use crate::infer::{softmax, top_k, Inferred, Variant, VariantOut};
+use crate::infer::{softmax, top_k, Inferred, VariantOut};
 use crate::stats::{self, QGrid};
 use crate::wsol;
-use crate::{ImageRow, PairRow};
+use types::{ImageRow, PairRow, Variant};
 
 /// The job's knobs that change what is computed.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -74,7 +74,7 @@ pub fn explain(inf: &Inferred, cfg: &ExplainConfig) -> Explained {
             shard: inf.meta.shard.clone(),
             label,
             model: inf.model.clone(),
-            variant: variant.as_str(),
+            variant,
             top1_correct: top5.first().is_some_and(|t| t.0 as i32 == label),
             top5_correct: top5.iter().any(|t| t.0 as i32 == label),
             top5: top5.iter().map(|t| t.0 as i32).collect(),

@@ -11,26 +11,7 @@ use timely::dataflow::operators::Capability;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::StreamVec;
 
-use crate::{ErrorRow, Image, ImageMeta, Stage};
-
-/// Which side of a model pair.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Variant {
-    Float,
-    Quantized,
-}
-
-impl Variant {
-    pub const BOTH: [Variant; 2] = [Variant::Float, Variant::Quantized];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Variant::Float => "float",
-            Variant::Quantized => "quantized",
-        }
-    }
-}
+use types::{ErrorRow, Image, ImageMeta, Stage, Variant};
 
 /// Affine quantisation parameters of a quantized activation (`real = (q - zero_point) · scale`).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]

@@ -3,7 +3,6 @@
 //! operator, a thin timely wrapper around them. Nothing here links libtorch: inference reaches the
 //! graph through the [`infer::Forward`] trait, which the `qcam` crate implements with tch.
 
-pub mod types;
 pub mod infer;
 pub mod decode;
 pub mod eigencam;
@@ -15,7 +14,6 @@ pub mod subset;
 pub mod perturb;
 pub mod par;
 
-pub use types::*;
 
 #[cfg(test)]
 mod test_rng;

@@ -30,9 +30,9 @@ use timely::dataflow::operators::Capability;
 use timely::dataflow::StreamVec;
 
 use crate::eigencam::cam_full;
-use crate::infer::{softmax, PairModels, Variant};
+use crate::infer::{softmax, PairModels};
 use crate::subset::Scored;
-use crate::{ErrorRow, Image, PerturbationRow, Stage};
+use types::{ErrorRow, Image, PerturbationRow, Stage, Variant};
 
 /// RISE's blur: `scipy.ndimage.gaussian_filter` (σ = 5, mode "reflect", truncate 4) of an 11×11
 /// delta, which is the outer product of these 1-D taps (the Gaussian's tails folded back into the

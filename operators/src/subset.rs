@@ -12,8 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use differential_dataflow::VecCollection;
 
-use crate::infer::Variant;
-use crate::{AggregateRow, ImageRow, PairRow};
+use types::{AggregateRow, ImageRow, PairRow, Variant};
 
 /// `k = ceil(fraction · n)`, taking the fraction as the decimal it was written as: in binary
 /// `0.05 · 300` is `15.000000000000002`, whose plain ceiling would be 16.
@@ -93,7 +92,7 @@ impl Scored {
     pub fn of(pair: &PairRow, images: [&ImageRow; 2]) -> Option<Scored> {
         let [f, q] = images;
         let same = |r: &ImageRow| r.image_id == pair.image_id && r.model == pair.model;
-        if !(same(f) && same(q) && f.variant == Variant::Float.as_str() && q.variant == Variant::Quantized.as_str()) {
+        if !(same(f) && same(q) && f.variant == Variant::Float && q.variant == Variant::Quantized) {
             return None;
         }
         if !pair.rmse.is_finite() {
@@ -177,7 +176,7 @@ impl Totals {
             AggregateRow {
                 epoch: epoch as i64,
                 model: model.to_string(),
-                variant: variant.as_str(),
+                variant,
                 images: self.images as i64,
                 top1: self.correct[v][0] as f64 / n,
                 top5: self.correct[v][1] as f64 / n,

@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::types::BoxXyxy;
+use types::BoxXyxy;
 
 /// Thresholds of the IoU curve: τ = j/100, j = 0..99.
 pub const CURVE_LEN: usize = 100;

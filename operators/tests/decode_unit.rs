@@ -5,7 +5,7 @@ mod common;
 
 use image::{ImageEncoder, RgbImage};
 use operators::decode::*;
-use operators::{BoxXyxy, Interpolation, Preprocess};
+use types::{BoxXyxy, Interpolation, Preprocess};
 
 fn imagenet(interp: Interpolation) -> Preprocess {
     Preprocess {
@@ -363,7 +363,7 @@ fn huge_headers_are_rejected_before_decoding() {
 fn decode_sample_maps_boxes_and_drops_empty_ones() {
     let b = a_sample_jpeg();
     let (w, h) = image_dimensions(&b).unwrap();
-    let s = operators::Sample {
+    let s = types::Sample {
         image_id: "x".into(),
         shard: "s".into(),
         label: 3,
@@ -390,7 +390,7 @@ fn one_pixel_image_fills_the_crop_with_its_colour() {
     let img = RgbImage::from_pixel(1, 1, image::Rgb([200, 100, 30]));
     for interp in [Interpolation::Bilinear, Interpolation::Bicubic] {
         let p = imagenet(interp);
-        let s = operators::Sample {
+        let s = types::Sample {
             image_id: "one".into(),
             shard: "s".into(),
             label: 0,

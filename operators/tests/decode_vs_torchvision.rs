@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use image::RgbImage;
 use operators::decode::*;
-use operators::{Interpolation, Preprocess};
+use types::{Interpolation, Preprocess};
 
 struct Config {
     name: &'static str,

@@ -16,7 +16,7 @@ use operators::compare::{flipped_cam, rmse};
 use operators::eigencam::{cam_full, cam_lo, eigencam, principal_projection, upsample_bilinear, SignPolicy};
 use operators::stats::{act_stats, dice, QGrid};
 use operators::wsol::{components, localize, max_box_acc_v2, CURVE_LEN};
-use operators::BoxXyxy;
+use types::BoxXyxy;
 use serde_json::Value;
 
 struct Reference {

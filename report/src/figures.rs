@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Once;
 
 use anyhow::{anyhow, Context, Result};
-use operators::BoxXyxy;
+use types::BoxXyxy;
 use plotters::prelude::*;
 use plotters::style::{register_font, FontStyle};
 

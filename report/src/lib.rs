@@ -19,7 +19,7 @@ use std::path::Path;
 use anyhow::Result;
 use operators::decode::decode_sample;
 use operators::eigencam::cam_full;
-use operators::BoxXyxy;
+use types::BoxXyxy;
 
 use collect::{Fig3Row, PairAccs, Subset, VariantAccs};
 use figures::{CamTile, Fig3Panel, HistPanel};

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 
-use operators::{BoxXyxy, Sample};
+use types::{BoxXyxy, Sample};
 use sources::{DataConfig, Dataset, Fetcher};
 
 use crate::run_info::resolve_data_path;

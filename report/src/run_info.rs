@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde::Deserialize;
 
-use operators::infer::Variant;
+use types::Variant;
 use sources::DataConfig;
-use tables::manifest::Manifest;
-use tables::RUN_FILE;
+use types::Manifest;
+use types::RUN_FILE;
 
 /// SPEC §6's default, for runs whose job does not record one.
 pub const DEFAULT_WSOL_THRESHOLD: f64 = 0.2;

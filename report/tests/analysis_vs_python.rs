@@ -9,7 +9,7 @@ use std::ffi::OsStr;
 use std::path::Path;
 
 use common::{assert_same, close, num, read_csv, write_images, write_run, Synthetic, ALL_TABLES, IMAGES, PAIRS, SUBSET};
-use operators::ImageRow;
+use types::ImageRow;
 
 const REL: f64 = 1e-6;
 
@@ -80,7 +80,7 @@ fn per_variant_tables_equal_sums_over_the_rows_written() {
         }
         let mut total_ms = BTreeMap::new();
         for (variant, w) in [("float", float_w), ("quantized", quant_w)] {
-            let rows: Vec<&ImageRow> = s.images.iter().filter(|r| r.model == model && r.variant == variant).collect();
+            let rows: Vec<&ImageRow> = s.images.iter().filter(|r| r.model == model && r.variant.as_str() == variant).collect();
             let sub: Vec<&ImageRow> = rows.iter().copied().filter(|r| in_subset(r)).collect();
             assert_eq!((rows.len(), sub.len()), (IMAGES, SUBSET));
             let key = [("model", model), ("variant", variant)];
@@ -124,7 +124,7 @@ fn per_variant_tables_equal_sums_over_the_rows_written() {
         // Figure 2's Dice, from the f32 histograms through the operator's own formula.
         let hist = |variant: &str| -> Vec<f32> {
             let sub: Vec<&ImageRow> =
-                s.images.iter().filter(|r| r.model == model && r.variant == variant && in_subset(r)).collect();
+                s.images.iter().filter(|r| r.model == model && r.variant.as_str() == variant && in_subset(r)).collect();
             (0..256).map(|b| (sub.iter().map(|r| r.act_hist[b] as f64).sum::<f64>() / sub.len() as f64) as f32).collect()
         };
         let expected = operators::stats::dice(&hist("float"), &hist("quantized"));

@@ -72,7 +72,7 @@ fn empty_subset_table_is_reported_as_such() {
     let tmp = tempfile::tempdir().unwrap();
     let run_dir = tmp.path().join("run");
     write_run(&run_dir, &tmp.path().join("no-data"), Tables { subset: false, perturbation: true });
-    tables::write_part::<operators::SubsetRow>(&run_dir, "final", &[]).unwrap();
+    tables::write_part::<types::SubsetRow>(&run_dir, "final", &[]).unwrap();
     let md = report::report(&run_dir).unwrap();
     assert!(md.contains("Absent: the `subset` table of this run is empty."), "{md}");
     assert!(run_dir.join("report/table10_perturbation.csv").is_file());

@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use operators::Stage;
+use types::Stage;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 

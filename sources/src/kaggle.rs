@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use operators::BoxXyxy;
+use types::BoxXyxy;
 
 use super::{list_images, voc, DataError, Entry, Synsets};
 

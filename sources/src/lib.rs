@@ -25,9 +25,9 @@ pub use index::{
 };
 pub use location::{is_url, Location};
 pub use read::ShardReader;
-pub use write::write_shards;
+pub use write::{write_shards, Dimensions};
 
-use operators::{BoxXyxy, ErrorRow, Sample, Stage};
+use types::{BoxXyxy, ErrorRow, Sample, Stage};
 use serde::{Deserialize, Serialize};
 
 /// The 1000 ImageNet-1k wnids in sorted order: class index = position (SPEC §1). Shipped so the
@@ -110,7 +110,7 @@ fn default_shard_size() -> usize {
 }
 fn default_max_pixels() -> u64 {
     // Pillow's own limit: every ImageNet val image fits; a decompression bomb does not.
-    operators::decode::DEFAULT_MAX_PIXELS
+    types::DEFAULT_MAX_PIXELS
 }
 
 /// Class indices by wnid.

@@ -7,7 +7,7 @@ use std::io::{self, BufReader, Read};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
 
-use operators::{BoxXyxy, ErrorRow, Sample, Stage};
+use types::{BoxXyxy, ErrorRow, Sample, Stage};
 
 use crate::fetch::Fetcher;
 use crate::index::{sample_digest, split_member_name, SampleMeta, CLASS_EXT, IMAGE_EXT, META_EXT};

@@ -1,6 +1,6 @@
 //! PASCAL VOC annotation files, as ImageNet ships its validation boxes.
 
-use operators::BoxXyxy;
+use types::BoxXyxy;
 use serde::Deserialize;
 
 #[derive(Debug, Deserialize)]

@@ -8,7 +8,7 @@ use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use operators::{ErrorRow, Sample};
+use types::{ErrorRow, Sample};
 use sha2::{Digest, Sha256};
 
 use crate::fetch::Fetcher;
@@ -18,11 +18,16 @@ use crate::index::{
 };
 use crate::{DataError, Dataset};
 
+/// Reads an encoded image's width and height from its header, or `None` when it cannot. The
+/// decoder's own (`operators::decode::image_dimensions`) is what `qcam shard` passes, so the sizes
+/// recorded are those the run will decode.
+pub type Dimensions = fn(&[u8]) -> Option<(u32, u32)>;
+
 /// Packs every image of `dataset`, in its order, into `shard-NNNNN.tar` files of `shard_size`
 /// keys in `out_dir`, then writes `index.json`. Images the source cannot provide (unusable label,
 /// unreadable file) are not packed but listed under their shard's `errors`. Each file is written
 /// under a temporary name and renamed, the index last, so a folder with an index is complete.
-pub fn write_shards(dataset: &Dataset, out_dir: &Path, shard_size: usize) -> Result<ShardIndex, DataError> {
+pub fn write_shards(dataset: &Dataset, out_dir: &Path, shard_size: usize, dims: Dimensions) -> Result<ShardIndex, DataError> {
     if shard_size == 0 {
         return Err(DataError::Layout { path: out_dir.into(), message: "shard size must be at least 1".into() });
     }
@@ -34,7 +39,7 @@ pub fn write_shards(dataset: &Dataset, out_dir: &Path, shard_size: usize) -> Res
     let fetch = Fetcher::new()?;
     let mut listings = Vec::new();
     let mut current: Option<ShardWriter> = None;
-    let packed = pack_all(dataset, out_dir, shard_size, &fetch, &mut listings, &mut current);
+    let packed = pack_all(dataset, out_dir, shard_size, dims, &fetch, &mut listings, &mut current);
     if let Err(e) = packed {
         // Leave no half-written tar behind; finished shards are whole and harmless without an index.
         if let Some(writer) = current {
@@ -66,6 +71,7 @@ fn pack_all(
     dataset: &Dataset,
     out_dir: &Path,
     shard_size: usize,
+    dims: Dimensions,
     fetch: &Fetcher,
     listings: &mut Vec<ShardListing>,
     current: &mut Option<ShardWriter>,
@@ -94,7 +100,7 @@ fn pack_all(
                 None => current.insert(ShardWriter::create(out_dir, listings.len())?),
             };
             match item {
-                Ok(sample) => writer.append(&sample)?,
+                Ok(sample) => writer.append(&sample, dims)?,
                 Err(row) => writer.list_error(&row),
             }
         }
@@ -140,12 +146,10 @@ impl ShardWriter {
         Ok(ShardWriter { tar: tar::Builder::new(sink), path, tmp, listing })
     }
 
-    fn append(&mut self, sample: &Sample) -> Result<(), DataError> {
+    fn append(&mut self, sample: &Sample, dims: Dimensions) -> Result<(), DataError> {
         let key = sample.image_id.clone();
-        let (width, height) = match operators::decode::image_dimensions(&sample.bytes) {
-            Ok((w, h)) => (Some(w), Some(h)),
-            Err(_) => (None, None), // decode reports it in the run; the shard keeps the bytes as they are
-        };
+        // An unreadable header is decode's to report in the run; the shard keeps the bytes as they are.
+        let (width, height) = dims(&sample.bytes).unzip();
         let meta = SampleMeta { boxes: sample.boxes.iter().map(|b| b.to_array()).collect(), width, height };
         let meta = serde_json::to_vec(&meta).expect("sample meta serializes");
         let class = sample.label.to_string().into_bytes();

@@ -7,7 +7,7 @@ mod support;
 
 use std::path::Path;
 
-use operators::{BoxXyxy, Stage};
+use types::{BoxXyxy, Stage};
 use sources::{Dataset, Fetcher, Layout};
 use support::{config, fake_image, read_all};
 

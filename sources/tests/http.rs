@@ -5,7 +5,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use operators::Stage;
+use types::Stage;
 use sources::{write_shards, Dataset, Fetcher, Layout, Location};
 use support::{config, read_all, sample_root, tiny_kaggle, without_shard, HttpServer};
 
@@ -13,7 +13,7 @@ use support::{config, read_all, sample_root, tiny_kaggle, without_shard, HttpSer
 fn served_shards(limit: usize) -> (tempfile::TempDir, HttpServer) {
     let tmp = tempfile::tempdir().unwrap();
     let folder = Dataset::open(&config(sample_root(), Some(limit), 100)).unwrap();
-    write_shards(&folder, &tmp.path().join("val"), 6).unwrap();
+    write_shards(&folder, &tmp.path().join("val"), 6, support::dims).unwrap();
     let server = HttpServer::serve(tmp.path().to_path_buf());
     (tmp, server)
 }
@@ -74,7 +74,7 @@ fn missing_and_truncated_remote_shards_become_error_rows() {
     let tmp = tempfile::tempdir().unwrap();
     tiny_kaggle(&tmp.path().join("src"), 6, 3000);
     let folder = Dataset::open(&config(tmp.path().join("src"), None, 100)).unwrap();
-    write_shards(&folder, &tmp.path().join("val"), 3).unwrap();
+    write_shards(&folder, &tmp.path().join("val"), 3, support::dims).unwrap();
     let shard0 = tmp.path().join("val/shard-00000.tar");
     let bytes = std::fs::read(&shard0).unwrap();
     std::fs::write(&shard0, &bytes[..bytes.len() / 2]).unwrap();

@@ -5,7 +5,7 @@ mod support;
 
 use std::path::Path;
 
-use operators::Stage;
+use types::Stage;
 use sha2::{Digest, Sha256};
 use sources::{write_shards, DataError, Dataset, Entry, Fetcher, Layout, Location, Shard, ShardIndex, ShardSource};
 use support::{config, fake_image, read_all, sample_root, tiny_kaggle, without_shard};
@@ -20,7 +20,7 @@ fn real_sample_round_trips_through_shards() {
     let folder = Dataset::open(&config(sample_root(), Some(25), 10)).unwrap();
     assert_eq!(folder.layout, Layout::Kaggle);
     let out = tempfile::tempdir().unwrap();
-    let index = write_shards(&folder, out.path(), 7).unwrap();
+    let index = write_shards(&folder, out.path(), 7, support::dims).unwrap();
     assert_eq!(index.total, 25);
     assert_eq!(index.source_layout, Layout::Kaggle);
     assert_eq!(index.shards.iter().map(|s| s.count).collect::<Vec<_>>(), vec![7, 7, 7, 4]);
@@ -84,14 +84,14 @@ fn rewriting_gives_byte_identical_files() {
     tiny_kaggle(src.path(), 6, 700);
     let dataset = Dataset::open(&config(src.path(), None, 4)).unwrap();
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    write_shards(&dataset, a.path(), 4).unwrap();
+    write_shards(&dataset, a.path(), 4, support::dims).unwrap();
     // A different mtime on the sources must not leak into the tars.
     std::thread::sleep(std::time::Duration::from_millis(1100));
     for entry in std::fs::read_dir(src.path().join("ILSVRC/Data/CLS-LOC/val")).unwrap() {
         let path = entry.unwrap().path();
         std::fs::write(&path, std::fs::read(&path).unwrap()).unwrap();
     }
-    write_shards(&Dataset::open(&config(src.path(), None, 4)).unwrap(), b.path(), 4).unwrap();
+    write_shards(&Dataset::open(&config(src.path(), None, 4)).unwrap(), b.path(), 4, support::dims).unwrap();
     let mut names: Vec<_> = std::fs::read_dir(a.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
     names.sort();
     assert_eq!(names, vec!["index.json", "shard-00000.tar", "shard-00001.tar"]);
@@ -107,7 +107,7 @@ fn unusable_labels_are_listed_not_packed_and_read_back_as_errors() {
     tiny_kaggle(src.path(), 5, 300);
     let folder = Dataset::open(&config(src.path(), None, 100)).unwrap();
     let out = tempfile::tempdir().unwrap();
-    let index = write_shards(&folder, out.path(), 2).unwrap();
+    let index = write_shards(&folder, out.path(), 2, support::dims).unwrap();
     assert_eq!(index.total, 5);
     assert_eq!(index.shards[0].keys, vec!["ILSVRC2012_val_00000000", "ILSVRC2012_val_00000001"]);
     assert_eq!(index.shards[0].errors["ILSVRC2012_val_00000001"].stage, "label");
@@ -123,7 +123,7 @@ fn unusable_labels_are_listed_not_packed_and_read_back_as_errors() {
     let row = packed[1].as_ref().unwrap_err();
     assert_eq!((row.stage, row.shard.as_str()), (Stage::Label, "shard-00000"));
     assert_eq!(packed[2].as_ref().unwrap().bytes, fake_image(2, 300));
-    assert_eq!(packed[2].as_ref().unwrap().boxes[1], operators::BoxXyxy::new(5, 6, 7, 8));
+    assert_eq!(packed[2].as_ref().unwrap().boxes[1], types::BoxXyxy::new(5, 6, 7, 8));
     assert_eq!(without_shard(packed), without_shard(direct));
 }
 
@@ -133,7 +133,7 @@ fn one_shard_of_six() -> (tempfile::TempDir, std::path::PathBuf) {
     tiny_kaggle(src.path(), 6, 2000);
     let dataset = Dataset::open(&config(src.path(), None, 100)).unwrap();
     let out = tempfile::tempdir().unwrap();
-    write_shards(&dataset, out.path(), 6).unwrap();
+    write_shards(&dataset, out.path(), 6, support::dims).unwrap();
     let tar = out.path().join("shard-00000.tar");
     (out, tar)
 }
@@ -230,7 +230,7 @@ fn image_ids_that_are_paths_cannot_be_packed() {
         shards: vec![Shard { index: 0, name: "val-00000".into(), source: ShardSource::Files(vec![entry]) }],
     };
     let out = tempfile::tempdir().unwrap();
-    let err = write_shards(&dataset, &out.path().join("shards"), 4).unwrap_err();
+    let err = write_shards(&dataset, &out.path().join("shards"), 4, support::dims).unwrap_err();
     assert!(matches!(err, DataError::Shard { .. }), "{err}");
     assert!(err.to_string().contains("image id `../evil` is not a plain name"), "{err}");
     assert!(!out.path().join("evil.jpg").exists() && !out.path().join("shards/index.json").exists());

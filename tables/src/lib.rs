@@ -1,541 +1,114 @@
-//! A run's output (SPEC §8): each table's schema is defined once, filled with typed builders, and
-//! written as Parquet part files that appear under their final name only when complete; plus the
-//! model manifests that `run.json` records.
+//! A run's output tables (SPEC §8). Each table's columns are declared once, as a list of its row
+//! type's fields ([`table!`]); the Arrow schema, the record batch and the read-back all follow from
+//! that list and the fields' Rust types ([`column::ColumnValue`]). Part files appear under their final
+//! name only when complete, and every failure names the file it concerns.
 
-pub mod manifest;
+pub mod column;
+mod parts;
 
-/// The run record (SPEC §8) in a run folder; a multi-process run writes `run.process-<i>.json`.
-pub const RUN_FILE: &str = "run.json";
+use std::path::PathBuf;
 
-use std::fs::File;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
 
-use arrow::array::{
-    Array, ArrayRef, BooleanArray, BooleanBuilder, Float32Array, Float32Builder, Float64Array, Float64Builder, Int32Array,
-    Int32Builder, Int64Array, Int64Builder, ListArray, ListBuilder, RecordBatch, StringArray,
+pub use parts::{
+    canonical_rows, part_path, read_part, read_part_file, read_parts, read_rows, read_table, write_part, TIMING_COLUMNS,
 };
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use parquet::arrow::ArrowWriter;
-use parquet::basic::{Compression, ZstdLevel};
-use parquet::file::properties::WriterProperties;
+pub use types::{AggregateRow, ErrorRow, ImageRow, PairRow, PerturbationRow, Stage, SubsetRow};
 
-use operators::infer::Variant;
-pub use operators::{AggregateRow, ErrorRow, ImageRow, PairRow, PerturbationRow, Stage, SubsetRow};
-
-/// A table: its name (= folder), its schema, and how rows become a record batch.
+/// A table: its name (= its folder), its schema, and its rows as record batches and back.
 pub trait Table: Sized {
     const NAME: &'static str;
     fn schema() -> SchemaRef;
     fn to_batch(rows: &[Self]) -> RecordBatch;
-    /// How many (image, pair) units these rows finish, for progress: a pair row finishes one, an
-    /// error before any model finishes one per pair.
-    fn units_done(_rows: &[Self], _pairs: usize) -> usize {
-        0
+    /// The rows of a batch of this table; wrong or missing columns are a [`TableError::Schema`]
+    /// without a path (the caller knows the file).
+    fn from_batch(batch: &RecordBatch) -> Result<Vec<Self>, TableError>;
+}
+
+/// Why a table could not be written or read. Every variant names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum TableError {
+    #[error("{}: {source}", path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{}: not a readable Parquet part: {source}", path.display())]
+    Parquet { path: PathBuf, source: parquet::errors::ParquetError },
+    #[error("{}: column `{column}` {message}", path.display())]
+    Schema { path: PathBuf, column: String, message: String },
+}
+
+impl TableError {
+    /// The same error, about `path` (reading a batch does not know its file; its caller does).
+    pub fn at(self, path: &std::path::Path) -> TableError {
+        match self {
+            TableError::Schema { column, message, .. } => TableError::Schema { path: path.into(), column, message },
+            other => other,
+        }
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        match self {
+            TableError::Io { path, .. } | TableError::Parquet { path, .. } | TableError::Schema { path, .. } => path,
+        }
     }
 }
 
-fn utf8(name: &str) -> Field {
-    Field::new(name, DataType::Utf8, false)
-}
+/// Declares a table from its row type's fields, in column order: `field` is a column of the same
+/// name, `field as "name"` one named otherwise. The struct literal in the read-back makes the
+/// compiler check that every field of the row is a column.
+#[macro_export]
+macro_rules! table {
+    ($row:ty, $name:literal, [$($field:ident $(as $col:literal)?),* $(,)?]) => {
+        impl $crate::Table for $row {
+            const NAME: &'static str = $name;
 
-fn list_of(name: &str, item: DataType) -> Field {
-    Field::new(name, DataType::List(Arc::new(Field::new("item", item, true))), false)
-}
+            fn schema() -> ::arrow::datatypes::SchemaRef {
+                ::std::sync::Arc::new(::arrow::datatypes::Schema::new(vec![
+                    $($crate::column::field_of($crate::table!(@name $field $($col)?), None::<&$row>.map(|r| &r.$field))),*
+                ]))
+            }
 
-fn strings<'a>(values: impl Iterator<Item = &'a str>) -> ArrayRef {
-    Arc::new(values.map(Some).collect::<StringArray>())
-}
+            fn to_batch(rows: &[Self]) -> ::arrow::array::RecordBatch {
+                let columns = vec![$($crate::column::array_of(rows.iter().map(|r| &r.$field))),*];
+                ::arrow::array::RecordBatch::try_new(Self::schema(), columns)
+                    .expect("every column is built from the field its schema entry is declared from")
+            }
 
-fn lists_i32<'a>(values: impl Iterator<Item = &'a [i32]>) -> ArrayRef {
-    let mut b = ListBuilder::new(Int32Builder::new());
-    for v in values {
-        b.values().append_slice(v);
-        b.append(true);
-    }
-    Arc::new(b.finish())
-}
-
-fn lists_f32<'a>(values: impl Iterator<Item = &'a [f32]>) -> ArrayRef {
-    let mut b = ListBuilder::new(Float32Builder::new());
-    for v in values {
-        b.values().append_slice(v);
-        b.append(true);
-    }
-    Arc::new(b.finish())
-}
-
-fn f32s(values: impl Iterator<Item = f32>) -> ArrayRef {
-    let mut b = Float32Builder::new();
-    values.for_each(|v| b.append_value(v));
-    Arc::new(b.finish())
-}
-
-fn f64s(values: impl Iterator<Item = f64>) -> ArrayRef {
-    let mut b = Float64Builder::new();
-    values.for_each(|v| b.append_value(v));
-    Arc::new(b.finish())
-}
-
-fn i32s(values: impl Iterator<Item = i32>) -> ArrayRef {
-    let mut b = Int32Builder::new();
-    values.for_each(|v| b.append_value(v));
-    Arc::new(b.finish())
-}
-
-fn i64s(values: impl Iterator<Item = i64>) -> ArrayRef {
-    let mut b = Int64Builder::new();
-    values.for_each(|v| b.append_value(v));
-    Arc::new(b.finish())
-}
-
-fn bools(values: impl Iterator<Item = bool>) -> ArrayRef {
-    let mut b = BooleanBuilder::new();
-    values.for_each(|v| b.append_value(v));
-    Arc::new(b.finish())
-}
-
-fn batch(schema: SchemaRef, columns: Vec<ArrayRef>) -> RecordBatch {
-    RecordBatch::try_new(schema, columns).expect("columns are built from the schema they are checked against")
-}
-
-impl Table for ImageRow {
-    const NAME: &'static str = "images";
-
-    fn schema() -> SchemaRef {
-        Arc::new(Schema::new(vec![
-            utf8("image_id"),
-            utf8("shard"),
-            Field::new("label", DataType::Int32, false),
-            utf8("model"),
-            utf8("variant"),
-            list_of("top5", DataType::Int32),
-            list_of("top5_prob", DataType::Float32),
-            Field::new("top1_correct", DataType::Boolean, false),
-            Field::new("top5_correct", DataType::Boolean, false),
-            Field::new("cam_h", DataType::Int32, false),
-            Field::new("cam_w", DataType::Int32, false),
-            list_of("cam", DataType::Float32),
-            list_of("box", DataType::Int32),
-            Field::new("iou", DataType::Float32, false),
-            list_of("iou_curve", DataType::Float32),
-            Field::new("act_mean", DataType::Float64, false),
-            Field::new("act_std", DataType::Float64, false),
-            Field::new("act_sparsity", DataType::Float64, false),
-            Field::new("act_entropy", DataType::Float64, false),
-            list_of("act_hist", DataType::Float32),
-            Field::new("infer_ms", DataType::Float32, false),
-            Field::new("cam_ms", DataType::Float32, false),
-        ]))
-    }
-
-    fn to_batch(rows: &[Self]) -> RecordBatch {
-        batch(
-            Self::schema(),
-            vec![
-                strings(rows.iter().map(|r| r.image_id.as_str())),
-                strings(rows.iter().map(|r| r.shard.as_str())),
-                i32s(rows.iter().map(|r| r.label)),
-                strings(rows.iter().map(|r| r.model.as_str())),
-                strings(rows.iter().map(|r| r.variant)),
-                lists_i32(rows.iter().map(|r| r.top5.as_slice())),
-                lists_f32(rows.iter().map(|r| r.top5_prob.as_slice())),
-                bools(rows.iter().map(|r| r.top1_correct)),
-                bools(rows.iter().map(|r| r.top5_correct)),
-                i32s(rows.iter().map(|r| r.cam_h)),
-                i32s(rows.iter().map(|r| r.cam_w)),
-                lists_f32(rows.iter().map(|r| r.cam.as_slice())),
-                lists_i32(rows.iter().map(|r| r.bbox.as_slice())),
-                f32s(rows.iter().map(|r| r.iou)),
-                lists_f32(rows.iter().map(|r| r.iou_curve.as_slice())),
-                f64s(rows.iter().map(|r| r.act_mean)),
-                f64s(rows.iter().map(|r| r.act_std)),
-                f64s(rows.iter().map(|r| r.act_sparsity)),
-                f64s(rows.iter().map(|r| r.act_entropy)),
-                lists_f32(rows.iter().map(|r| r.act_hist.as_slice())),
-                f32s(rows.iter().map(|r| r.infer_ms)),
-                f32s(rows.iter().map(|r| r.cam_ms)),
-            ],
-        )
-    }
-}
-
-impl Table for PairRow {
-    const NAME: &'static str = "pairs";
-
-    fn units_done(rows: &[Self], _pairs: usize) -> usize {
-        rows.len()
-    }
-
-    fn schema() -> SchemaRef {
-        Arc::new(Schema::new(vec![
-            utf8("image_id"),
-            utf8("model"),
-            Field::new("rmse", DataType::Float32, false),
-            Field::new("rmse_flipped", DataType::Float32, false),
-            Field::new("top1_agree", DataType::Boolean, false),
-        ]))
-    }
-
-    fn to_batch(rows: &[Self]) -> RecordBatch {
-        batch(
-            Self::schema(),
-            vec![
-                strings(rows.iter().map(|r| r.image_id.as_str())),
-                strings(rows.iter().map(|r| r.model.as_str())),
-                f32s(rows.iter().map(|r| r.rmse)),
-                f32s(rows.iter().map(|r| r.rmse_flipped)),
-                bools(rows.iter().map(|r| r.top1_agree)),
-            ],
-        )
-    }
-}
-
-impl Table for ErrorRow {
-    const NAME: &'static str = "errors";
-
-    fn units_done(rows: &[Self], pairs: usize) -> usize {
-        rows.iter().map(|r| if r.model.is_some() { 1 } else { pairs }).sum()
-    }
-
-    fn schema() -> SchemaRef {
-        Arc::new(Schema::new(vec![
-            utf8("image_id"),
-            utf8("shard"),
-            Field::new("model", DataType::Utf8, true),
-            utf8("stage"),
-            utf8("message"),
-        ]))
-    }
-
-    fn to_batch(rows: &[Self]) -> RecordBatch {
-        let model: StringArray = rows.iter().map(|r| r.model.as_deref()).collect();
-        batch(
-            Self::schema(),
-            vec![
-                strings(rows.iter().map(|r| r.image_id.as_str())),
-                strings(rows.iter().map(|r| r.shard.as_str())),
-                Arc::new(model),
-                strings(rows.iter().map(|r| r.stage.as_str())),
-                strings(rows.iter().map(|r| r.message.as_str())),
-            ],
-        )
-    }
-}
-
-impl Table for SubsetRow {
-    const NAME: &'static str = "subset";
-
-    fn schema() -> SchemaRef {
-        Arc::new(Schema::new(vec![
-            utf8("model"),
-            utf8("image_id"),
-            Field::new("rank", DataType::Int32, false),
-            Field::new("rmse", DataType::Float32, false),
-        ]))
-    }
-
-    fn to_batch(rows: &[Self]) -> RecordBatch {
-        batch(
-            Self::schema(),
-            vec![
-                strings(rows.iter().map(|r| r.model.as_str())),
-                strings(rows.iter().map(|r| r.image_id.as_str())),
-                i32s(rows.iter().map(|r| r.rank)),
-                f32s(rows.iter().map(|r| r.rmse)),
-            ],
-        )
-    }
-}
-
-impl Table for PerturbationRow {
-    const NAME: &'static str = "perturbation";
-
-    fn schema() -> SchemaRef {
-        Arc::new(Schema::new(vec![
-            utf8("image_id"),
-            utf8("model"),
-            utf8("variant"),
-            Field::new("target", DataType::Int32, false),
-            Field::new("deletion_auc", DataType::Float32, false),
-            Field::new("insertion_auc", DataType::Float32, false),
-            list_of("deletion_curve", DataType::Float32),
-            list_of("insertion_curve", DataType::Float32),
-        ]))
-    }
-
-    fn to_batch(rows: &[Self]) -> RecordBatch {
-        batch(
-            Self::schema(),
-            vec![
-                strings(rows.iter().map(|r| r.image_id.as_str())),
-                strings(rows.iter().map(|r| r.model.as_str())),
-                strings(rows.iter().map(|r| r.variant.as_str())),
-                i32s(rows.iter().map(|r| r.target)),
-                f32s(rows.iter().map(|r| r.deletion_auc)),
-                f32s(rows.iter().map(|r| r.insertion_auc)),
-                lists_f32(rows.iter().map(|r| r.deletion_curve.as_slice())),
-                lists_f32(rows.iter().map(|r| r.insertion_curve.as_slice())),
-            ],
-        )
-    }
-}
-
-impl Table for AggregateRow {
-    const NAME: &'static str = "aggregates";
-
-    fn schema() -> SchemaRef {
-        let f64_col = |name: &str| Field::new(name, DataType::Float64, false);
-        Arc::new(Schema::new(vec![
-            Field::new("epoch", DataType::Int64, false),
-            utf8("model"),
-            utf8("variant"),
-            Field::new("images", DataType::Int64, false),
-            f64_col("top1"),
-            f64_col("top5"),
-            f64_col("mean_iou"),
-            f64_col("act_mean"),
-            f64_col("act_std"),
-            f64_col("act_sparsity"),
-            f64_col("act_entropy"),
-            f64_col("mean_rmse"),
-            f64_col("mean_rmse_flipped"),
-            f64_col("top1_agree"),
-            Field::new("subset_size", DataType::Int64, false),
-            f64_col("subset_mean_rmse"),
-        ]))
-    }
-
-    fn to_batch(rows: &[Self]) -> RecordBatch {
-        batch(
-            Self::schema(),
-            vec![
-                i64s(rows.iter().map(|r| r.epoch)),
-                strings(rows.iter().map(|r| r.model.as_str())),
-                strings(rows.iter().map(|r| r.variant)),
-                i64s(rows.iter().map(|r| r.images)),
-                f64s(rows.iter().map(|r| r.top1)),
-                f64s(rows.iter().map(|r| r.top5)),
-                f64s(rows.iter().map(|r| r.mean_iou)),
-                f64s(rows.iter().map(|r| r.act_mean)),
-                f64s(rows.iter().map(|r| r.act_std)),
-                f64s(rows.iter().map(|r| r.act_sparsity)),
-                f64s(rows.iter().map(|r| r.act_entropy)),
-                f64s(rows.iter().map(|r| r.mean_rmse)),
-                f64s(rows.iter().map(|r| r.mean_rmse_flipped)),
-                f64s(rows.iter().map(|r| r.top1_agree)),
-                i64s(rows.iter().map(|r| r.subset_size)),
-                f64s(rows.iter().map(|r| r.subset_mean_rmse)),
-            ],
-        )
-    }
-}
-
-/// Writes `rows` as `out_dir/<table>/part-<part>.parquet`, through a temporary name so that a
-/// reader (or a resumed run) never sees a half-written part. An empty part still gets a file, so
-/// a finished unit is visible as such.
-pub fn write_part<T: Table>(out_dir: &Path, part: &str, rows: &[T]) -> std::io::Result<PathBuf> {
-    let dir = out_dir.join(T::NAME);
-    std::fs::create_dir_all(&dir)?;
-    let path = part_path(out_dir, T::NAME, part);
-    let tmp = dir.join(format!(".part-{part}.parquet.tmp"));
-    let props = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::default()))
-        .build();
-    let file = File::create(&tmp)?;
-    let mut writer = ArrowWriter::try_new(file, T::schema(), Some(props)).map_err(std::io::Error::other)?;
-    writer.write(&T::to_batch(rows)).map_err(std::io::Error::other)?;
-    writer.into_inner().map_err(std::io::Error::other)?.sync_all()?;
-    std::fs::rename(&tmp, &path)?;
-    Ok(path)
-}
-
-/// Where [`write_part`] puts a table's part (one per shard, named after it).
-pub fn part_path(out_dir: &Path, table: &str, part: &str) -> PathBuf {
-    out_dir.join(table).join(format!("part-{part}.parquet"))
-}
-
-/// Reads the named parts of a table (say, the shards one process wrote), in the order given; a
-/// missing part is an error, since every finished shard has one.
-pub fn read_parts(out_dir: &Path, table: &str, parts: &[String]) -> std::io::Result<Vec<RecordBatch>> {
-    let mut out = Vec::new();
-    for part in parts {
-        out.extend(read_part_file(&part_path(out_dir, table, part))?);
-    }
-    Ok(out)
-}
-
-fn read_part_file(path: &Path) -> std::io::Result<Vec<RecordBatch>> {
-    let file = File::open(path).map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
-    let reader = ParquetRecordBatchReaderBuilder::try_new(file).and_then(|b| b.build()).map_err(std::io::Error::other)?;
-    reader.map(|batch| batch.map_err(std::io::Error::other)).collect()
-}
-
-/// Reads every part of a table back as record batches, in part-name order.
-pub fn read_table(out_dir: &Path, table: &str) -> std::io::Result<Vec<RecordBatch>> {
-    let dir = out_dir.join(table);
-    let mut parts: Vec<PathBuf> = match std::fs::read_dir(&dir) {
-        Ok(read) => read
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "parquet"))
-            .collect(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e),
-    };
-    parts.sort();
-    let mut out = Vec::new();
-    for part in parts {
-        out.extend(read_part_file(&part)?);
-    }
-    Ok(out)
-}
-
-/// Tables a run reads back: a resumed or appended run takes finished shards' rows from their parts
-/// instead of recomputing them.
-pub trait ReadRows: Table {
-    fn from_batch(batch: &RecordBatch) -> Vec<Self>;
-}
-
-fn list_f32_at(list: &ListArray, i: usize) -> Vec<f32> {
-    let values = list.value(i);
-    values.as_any().downcast_ref::<Float32Array>().expect("list<float32>").values().to_vec()
-}
-
-fn list_i32_at(list: &ListArray, i: usize) -> Vec<i32> {
-    let values = list.value(i);
-    values.as_any().downcast_ref::<Int32Array>().expect("list<int32>").values().to_vec()
-}
-
-fn variant_of(name: &str) -> Variant {
-    match name {
-        "float" => Variant::Float,
-        _ => Variant::Quantized,
-    }
-}
-
-impl ReadRows for ImageRow {
-    fn from_batch(b: &RecordBatch) -> Vec<Self> {
-        let s = |n| column::<StringArray>(b, n);
-        let f32c = |n| column::<Float32Array>(b, n);
-        let f64c = |n| column::<Float64Array>(b, n);
-        let i32c = |n| column::<Int32Array>(b, n);
-        let boolc = |n| column::<BooleanArray>(b, n);
-        let list = |n| column::<ListArray>(b, n);
-        (0..b.num_rows())
-            .map(|i| {
-                let bbox = list_i32_at(list("box"), i);
-                ImageRow {
-                    image_id: s("image_id").value(i).to_string(),
-                    shard: s("shard").value(i).to_string(),
-                    label: i32c("label").value(i),
-                    model: s("model").value(i).to_string(),
-                    variant: variant_of(s("variant").value(i)).as_str(),
-                    top5: list_i32_at(list("top5"), i),
-                    top5_prob: list_f32_at(list("top5_prob"), i),
-                    top1_correct: boolc("top1_correct").value(i),
-                    top5_correct: boolc("top5_correct").value(i),
-                    cam_h: i32c("cam_h").value(i),
-                    cam_w: i32c("cam_w").value(i),
-                    cam: list_f32_at(list("cam"), i),
-                    bbox: [bbox[0], bbox[1], bbox[2], bbox[3]],
-                    iou: f32c("iou").value(i),
-                    iou_curve: list_f32_at(list("iou_curve"), i),
-                    act_mean: f64c("act_mean").value(i),
-                    act_std: f64c("act_std").value(i),
-                    act_sparsity: f64c("act_sparsity").value(i),
-                    act_entropy: f64c("act_entropy").value(i),
-                    act_hist: list_f32_at(list("act_hist"), i),
-                    infer_ms: f32c("infer_ms").value(i),
-                    cam_ms: f32c("cam_ms").value(i),
-                }
-            })
-            .collect()
-    }
-}
-
-impl ReadRows for PairRow {
-    fn from_batch(b: &RecordBatch) -> Vec<Self> {
-        let s = |n| column::<StringArray>(b, n);
-        (0..b.num_rows())
-            .map(|i| PairRow {
-                image_id: s("image_id").value(i).to_string(),
-                model: s("model").value(i).to_string(),
-                rmse: column::<Float32Array>(b, "rmse").value(i),
-                rmse_flipped: column::<Float32Array>(b, "rmse_flipped").value(i),
-                top1_agree: column::<BooleanArray>(b, "top1_agree").value(i),
-            })
-            .collect()
-    }
-}
-
-impl ReadRows for PerturbationRow {
-    fn from_batch(b: &RecordBatch) -> Vec<Self> {
-        let s = |n| column::<StringArray>(b, n);
-        let f32c = |n| column::<Float32Array>(b, n);
-        (0..b.num_rows())
-            .map(|i| PerturbationRow {
-                image_id: s("image_id").value(i).to_string(),
-                model: s("model").value(i).to_string(),
-                variant: variant_of(s("variant").value(i)),
-                target: column::<Int32Array>(b, "target").value(i),
-                deletion_auc: f32c("deletion_auc").value(i),
-                insertion_auc: f32c("insertion_auc").value(i),
-                deletion_curve: list_f32_at(column::<ListArray>(b, "deletion_curve"), i),
-                insertion_curve: list_f32_at(column::<ListArray>(b, "insertion_curve"), i),
-            })
-            .collect()
-    }
-}
-
-/// Reads one part file's rows, or `None` when the part does not exist.
-pub fn read_part<T: ReadRows>(out_dir: &Path, part: &str) -> std::io::Result<Option<Vec<T>>> {
-    let path = out_dir.join(T::NAME).join(format!("part-{part}.parquet"));
-    let file = match File::open(&path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    let reader = ParquetRecordBatchReaderBuilder::try_new(file).and_then(|b| b.build()).map_err(std::io::Error::other)?;
-    let mut rows = Vec::new();
-    for batch in reader {
-        rows.extend(T::from_batch(&batch.map_err(std::io::Error::other)?));
-    }
-    Ok(Some(rows))
-}
-
-/// Every row of a table, all parts.
-pub fn read_rows<T: ReadRows>(out_dir: &Path) -> std::io::Result<Vec<T>> {
-    Ok(read_table(out_dir, T::NAME)?.iter().flat_map(T::from_batch).collect())
-}
-
-/// Columns that measure time, and so differ between any two runs of the same job.
-pub const TIMING_COLUMNS: [&str; 2] = ["infer_ms", "cam_ms"];
-
-/// A table's rows as sorted text lines, timing columns left out: two runs with equal results give
-/// equal lines, whatever their part files and row order.
-pub fn canonical_rows(out_dir: &Path, table: &str) -> std::io::Result<Vec<String>> {
-    use arrow::util::display::{ArrayFormatter, FormatOptions};
-    let options = FormatOptions::default();
-    let mut rows = Vec::new();
-    for batch in read_table(out_dir, table)? {
-        let schema = batch.schema();
-        let mut columns = Vec::new();
-        for (field, col) in schema.fields().iter().zip(batch.columns()) {
-            if !TIMING_COLUMNS.contains(&field.name().as_str()) {
-                columns.push((field.name().clone(), ArrayFormatter::try_new(col.as_ref(), &options).map_err(std::io::Error::other)?));
+            fn from_batch(batch: &::arrow::array::RecordBatch) -> Result<Vec<Self>, $crate::TableError> {
+                $(let mut $field = $crate::column::read_column(batch, $crate::table!(@name $field $($col)?))?.into_iter();)*
+                Ok((0..batch.num_rows())
+                    .map(|_| Self { $($field: $field.next().expect("a column holds num_rows values")),* })
+                    .collect())
             }
         }
-        rows.extend((0..batch.num_rows()).map(|i| {
-            columns.iter().map(|(name, f)| format!("{name}={}", f.value(i))).collect::<Vec<_>>().join(" | ")
-        }));
-    }
-    rows.sort();
-    Ok(rows)
+    };
+    (@name $field:ident $col:literal) => { $col };
+    (@name $field:ident) => { stringify!($field) };
 }
 
-/// Typed column access for readers of these tables (report, tests).
-pub fn column<'a, A: Array + 'static>(batch: &'a RecordBatch, name: &str) -> &'a A {
+table!(ImageRow, "images", [
+    image_id, shard, label, model, variant, top5, top5_prob, top1_correct, top5_correct, cam_h, cam_w, cam,
+    bbox as "box", iou, iou_curve, act_mean, act_std, act_sparsity, act_entropy, act_hist, infer_ms, cam_ms,
+]);
+
+table!(PairRow, "pairs", [image_id, model, rmse, rmse_flipped, top1_agree]);
+
+table!(ErrorRow, "errors", [image_id, shard, model, stage, message]);
+
+table!(SubsetRow, "subset", [model, image_id, rank, rmse]);
+
+table!(PerturbationRow, "perturbation", [
+    image_id, model, variant, target, deletion_auc, insertion_auc, deletion_curve, insertion_curve,
+]);
+
+table!(AggregateRow, "aggregates", [
+    epoch, model, variant, images, top1, top5, mean_iou, act_mean, act_std, act_sparsity, act_entropy, mean_rmse,
+    mean_rmse_flipped, top1_agree, subset_size, subset_mean_rmse,
+]);
+
+/// Typed column access for readers of these tables (report, tests). Panics on a missing or
+/// mistyped column: use it on parts this crate wrote, after [`read_table`] has named the file.
+pub fn column<'a, A: arrow::array::Array + 'static>(batch: &'a RecordBatch, name: &str) -> &'a A {
     batch
         .column_by_name(name)
         .unwrap_or_else(|| panic!("column `{name}` missing"))
@@ -544,10 +117,86 @@ pub fn column<'a, A: Array + 'static>(batch: &'a RecordBatch, name: &str) -> &'a
         .unwrap_or_else(|| panic!("column `{name}` has an unexpected type"))
 }
 
-pub type Utf8Col = StringArray;
-pub type BoolCol = BooleanArray;
-pub type F32Col = Float32Array;
-pub type F64Col = Float64Array;
-pub type I64Col = Int64Array;
-pub type I32Col = Int32Array;
-pub type ListCol = ListArray;
+pub type Utf8Col = arrow::array::StringArray;
+pub type BoolCol = arrow::array::BooleanArray;
+pub type F32Col = arrow::array::Float32Array;
+pub type F64Col = arrow::array::Float64Array;
+pub type I64Col = arrow::array::Int64Array;
+pub type I32Col = arrow::array::Int32Array;
+pub type ListCol = arrow::array::ListArray;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use types::Variant;
+
+    fn image_row(i: i32) -> ImageRow {
+        ImageRow {
+            image_id: format!("img{i}"),
+            shard: "val-00000".into(),
+            label: i,
+            model: "m".into(),
+            variant: if i % 2 == 0 { Variant::Float } else { Variant::Quantized },
+            top5: vec![i, 2, 3, 4, 5],
+            top5_prob: vec![0.5, 0.2, 0.1, 0.1, 0.1],
+            top1_correct: true,
+            top5_correct: false,
+            cam_h: 7,
+            cam_w: 7,
+            cam: vec![0.25; 49],
+            bbox: [1, 2, 3, i],
+            iou: 0.5,
+            iou_curve: vec![0.1; 100],
+            act_mean: 1.5,
+            act_std: 0.25,
+            act_sparsity: 10.0,
+            act_entropy: 3.0,
+            act_hist: vec![1.0 / 256.0; 256],
+            infer_ms: 1.0,
+            cam_ms: 2.0,
+        }
+    }
+
+    #[test]
+    fn schema_is_spec_section_8() {
+        let s = ImageRow::schema();
+        let names: Vec<&str> = s.fields().iter().map(|f| f.name().as_str()).collect();
+        assert_eq!(names[..13], ["image_id", "shard", "label", "model", "variant", "top5", "top5_prob", "top1_correct",
+            "top5_correct", "cam_h", "cam_w", "cam", "box"]);
+        assert_eq!(s.field_with_name("act_mean").unwrap().data_type(), &arrow::datatypes::DataType::Float64);
+        assert_eq!(s.field_with_name("variant").unwrap().data_type(), &arrow::datatypes::DataType::Utf8);
+        let e = ErrorRow::schema();
+        assert!(e.field_with_name("model").unwrap().is_nullable());
+        assert!(!e.field_with_name("stage").unwrap().is_nullable());
+    }
+
+    #[test]
+    fn every_table_reads_back_what_it_wrote() {
+        let rows: Vec<ImageRow> = (0..3).map(image_row).collect();
+        assert_eq!(ImageRow::from_batch(&ImageRow::to_batch(&rows)).unwrap(), rows);
+        let errors = vec![
+            ErrorRow::new("a", "s", Stage::Decode, "bad"),
+            ErrorRow::new("b", "s", Stage::Perturb, "worse").for_model("m"),
+        ];
+        assert_eq!(ErrorRow::from_batch(&ErrorRow::to_batch(&errors)).unwrap(), errors);
+    }
+
+    #[test]
+    fn a_bad_variant_or_box_is_an_error_not_a_guess() {
+        let mut batch = ImageRow::to_batch(&[image_row(0)]);
+        let variant = batch.schema().index_of("variant").unwrap();
+        let mut columns = batch.columns().to_vec();
+        columns[variant] = std::sync::Arc::new(arrow::array::StringArray::from(vec!["int8"]));
+        batch = RecordBatch::try_new(batch.schema(), columns).unwrap();
+        let err = ImageRow::from_batch(&batch).unwrap_err().to_string();
+        assert!(err.contains("column `variant`") && err.contains("int8"), "{err}");
+
+        let short = vec![ImageRow { bbox: [0; 4], ..image_row(1) }];
+        let mut batch = ImageRow::to_batch(&short);
+        let at = batch.schema().index_of("box").unwrap();
+        let mut columns = batch.columns().to_vec();
+        columns[at] = <Vec<i32> as column::ColumnValue>::to_array([vec![1, 2, 3]].iter());
+        batch = RecordBatch::try_new(batch.schema(), columns).unwrap();
+        assert!(ImageRow::from_batch(&batch).unwrap_err().to_string().contains("box of 3 values"));
+    }
+}

@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use operators::{AggregateRow, ErrorRow, ImageRow, PairRow, PerturbationRow, Stage, SubsetRow};
-use operators::infer::Variant;
+use types::{AggregateRow, ErrorRow, ImageRow, PairRow, PerturbationRow, Stage, SubsetRow};
+use types::Variant;
 use serde_json::json;
 
 pub fn workspace_root() -> PathBuf {
@@ -128,7 +128,7 @@ fn image_row(rng: &mut Rng, i: usize, model: &str, variant: &'static str) -> Ima
         shard: shard_of(i),
         label,
         model: model.into(),
-        variant,
+        variant: variant.parse().unwrap(),
         top5,
         top5_prob: probs,
         top1_correct,
@@ -226,7 +226,7 @@ fn aggregate(model: &str, variant: &'static str) -> AggregateRow {
     AggregateRow {
         epoch: 0,
         model: model.into(),
-        variant,
+        variant: variant.parse().unwrap(),
         images: IMAGES as i64,
         top1: 0.7,
         top5: 0.9,

@@ -7,7 +7,7 @@ use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use operators::{ErrorRow, Sample};
+use types::{ErrorRow, Sample};
 use sources::{DataConfig, Dataset, Fetcher, Layout};
 
 /// The 300-image Kaggle-layout sample (read-only).
@@ -157,4 +157,9 @@ fn handle(stream: TcpStream, root: &Path, log: &Mutex<Vec<String>>) -> std::io::
     }
     out.flush()?;
     out.shutdown(std::net::Shutdown::Write)
+}
+
+/// What `qcam shard` passes to `write_shards`: the decoder's own header reader.
+pub fn dims(bytes: &[u8]) -> Option<(u32, u32)> {
+    operators::decode::image_dimensions(bytes).ok()
 }

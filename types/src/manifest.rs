@@ -4,8 +4,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use operators::infer::Variant;
-use operators::Preprocess;
+use crate::{Preprocess, Variant};
 use serde::{Deserialize, Serialize};
 
 pub const MANIFEST_FORMAT: u32 = 1;

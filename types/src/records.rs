@@ -1,8 +1,8 @@
-//! The records that flow between operators (see ARCHITECTURE.md, "The data that flows").
+//! The records that flow between operators, and the output rows (SPEC §8).
 
 use serde::{Deserialize, Serialize};
 
-use crate::infer::Variant;
+use crate::Variant;
 
 /// An axis-aligned box with inclusive pixel corners, `x0 <= x1`, `y0 <= y1` (SPEC §1, §6).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -24,6 +24,10 @@ impl BoxXyxy {
         [self.x0, self.y0, self.x1, self.y1]
     }
 }
+
+/// Pillow's own limit on decoded pixels (`Image.MAX_IMAGE_PIXELS`): every ImageNet val image fits,
+/// a decompression bomb does not. The default of `data.max_pixels`.
+pub const DEFAULT_MAX_PIXELS: u64 = 89_478_485;
 
 /// One undecoded image as a source yields it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -108,7 +112,7 @@ pub struct ImageRow {
     pub shard: String,
     pub label: i32,
     pub model: String,
-    pub variant: &'static str,
+    pub variant: Variant,
     pub top5: Vec<i32>,
     pub top5_prob: Vec<f32>,
     pub top1_correct: bool,
@@ -168,7 +172,7 @@ pub struct PerturbationRow {
 pub struct AggregateRow {
     pub epoch: i64,
     pub model: String,
-    pub variant: &'static str,
+    pub variant: Variant,
     pub images: i64,
     pub top1: f64,
     pub top5: f64,
@@ -197,6 +201,8 @@ pub enum Stage {
 }
 
 impl Stage {
+    pub const ALL: [Stage; 5] = [Stage::Label, Stage::Read, Stage::Decode, Stage::Infer, Stage::Perturb];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Stage::Label => "label",
@@ -205,6 +211,20 @@ impl Stage {
             Stage::Infer => "infer",
             Stage::Perturb => "perturb",
         }
+    }
+}
+
+impl std::fmt::Display for Stage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Stage {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Stage, String> {
+        Stage::ALL.into_iter().find(|st| st.as_str() == s).ok_or_else(|| format!("`{s}` is not a stage"))
     }
 }
 

@@ -1,0 +1,14 @@
+//! qcam's vocabulary, shared by every crate and owned by none of the steps: which side of a pair a
+//! value belongs to, the records that flow through the graph, the rows of the output tables
+//! (SPEC §8), the model manifest the exporter writes, and the run record. Plain data and serde only:
+//! no kernels, no timely, no Arrow, no libtorch.
+
+mod manifest;
+mod records;
+mod run;
+mod variant;
+
+pub use manifest::*;
+pub use records::*;
+pub use run::*;
+pub use variant::{ByVariant, UnknownVariant, Variant};

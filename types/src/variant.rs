@@ -1,0 +1,123 @@
+//! The two sides of a model pair, and values held once per side.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// Which side of a model pair. Written to every table as `float` or `quantized`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Variant {
+    Float,
+    Quantized,
+}
+
+impl Variant {
+    pub const BOTH: [Variant; 2] = [Variant::Float, Variant::Quantized];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Variant::Float => "float",
+            Variant::Quantized => "quantized",
+        }
+    }
+}
+
+impl fmt::Display for Variant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A variant name that is neither `float` nor `quantized`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not a variant (float or quantized)")]
+pub struct UnknownVariant(pub String);
+
+impl FromStr for Variant {
+    type Err = UnknownVariant;
+
+    fn from_str(s: &str) -> Result<Variant, UnknownVariant> {
+        match s {
+            "float" => Ok(Variant::Float),
+            "quantized" => Ok(Variant::Quantized),
+            other => Err(UnknownVariant(other.to_string())),
+        }
+    }
+}
+
+/// One value per variant of a pair: `pair[Variant::Float]`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ByVariant<T> {
+    pub float: T,
+    pub quantized: T,
+}
+
+impl<T> ByVariant<T> {
+    pub fn new(float: T, quantized: T) -> Self {
+        ByVariant { float, quantized }
+    }
+
+    /// Builds both sides from one function of the variant.
+    pub fn from_fn(mut f: impl FnMut(Variant) -> T) -> Self {
+        ByVariant { float: f(Variant::Float), quantized: f(Variant::Quantized) }
+    }
+
+    pub fn get(&self, variant: Variant) -> &T {
+        match variant {
+            Variant::Float => &self.float,
+            Variant::Quantized => &self.quantized,
+        }
+    }
+
+    pub fn map<U>(self, mut f: impl FnMut(T) -> U) -> ByVariant<U> {
+        ByVariant { float: f(self.float), quantized: f(self.quantized) }
+    }
+
+    pub fn as_ref(&self) -> ByVariant<&T> {
+        ByVariant { float: &self.float, quantized: &self.quantized }
+    }
+
+    /// Both sides with their variant, float first.
+    pub fn iter(&self) -> impl Iterator<Item = (Variant, &T)> {
+        [(Variant::Float, &self.float), (Variant::Quantized, &self.quantized)].into_iter()
+    }
+
+    /// Both sides, or the first error.
+    pub fn try_from_fn<E>(mut f: impl FnMut(Variant) -> Result<T, E>) -> Result<Self, E> {
+        Ok(ByVariant { float: f(Variant::Float)?, quantized: f(Variant::Quantized)? })
+    }
+}
+
+impl<T> std::ops::Index<Variant> for ByVariant<T> {
+    type Output = T;
+
+    fn index(&self, variant: Variant) -> &T {
+        self.get(variant)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_nothing_else_parses() {
+        for v in Variant::BOTH {
+            assert_eq!(v.to_string().parse::<Variant>(), Ok(v));
+            assert_eq!(serde_json::to_string(&v).unwrap(), format!("\"{v}\""));
+        }
+        assert_eq!("int8".parse::<Variant>(), Err(UnknownVariant("int8".into())));
+        assert!("Float".parse::<Variant>().is_err());
+    }
+
+    #[test]
+    fn by_variant_indexes_each_side() {
+        let p = ByVariant::from_fn(|v| v.as_str().len());
+        assert_eq!((p[Variant::Float], p[Variant::Quantized]), (5, 9));
+        assert_eq!(p.iter().map(|(v, _)| v).collect::<Vec<_>>(), Variant::BOTH);
+        let r: Result<ByVariant<u8>, &str> = ByVariant::try_from_fn(|v| if v == Variant::Float { Ok(1) } else { Err("q") });
+        assert_eq!(r, Err("q"));
+    }
+}
