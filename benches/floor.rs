@@ -38,8 +38,9 @@ use operators::eigencam::{eigencam, SignPolicy};
 use operators::infer::Forward;
 use types::Variant;
 use operators::perturb;
-use qcam::job::Job;
-use qcam::models::{qengine, set_torch_threads, Engine, PairSpec, TorchModel};
+use pipeline::models::PairSpec;
+use qcam::torch::{qengine, TorchModel};
+use types::{Engine, Job};
 use sources::{Dataset, Fetcher};
 
 struct Args {
@@ -214,7 +215,7 @@ fn to_tensor(pixels: &[f32], n: usize, crop: usize) -> Tensor {
 
 fn main() -> Result<()> {
     // The floor runs libtorch under the same process settings as qcam, so the ratio is overhead.
-    qcam::models::prefer_huge_pages();
+    qcam::torch::prefer_huge_pages();
     let args = parse_args()?;
     let mut job = Job::load(&args.job)?;
     if let Some(d) = &args.data {
@@ -224,7 +225,7 @@ fn main() -> Result<()> {
         job.data.limit = args.limit;
     }
     let threads = args.threads.unwrap_or_else(|| job.torch_threads(1));
-    set_torch_threads(threads);
+    tch::set_num_threads(threads as i32);
     let batch_size = job.run.batch_size;
     // Deletion/insertion runs as the graph runs it: the job's steps and perturbation batch size.
     let steps = args.steps.unwrap_or(job.perturbation.steps);
@@ -352,7 +353,7 @@ fn main() -> Result<()> {
                 let bare = time_bare(&m, &inputs)?;
                 let t = Instant::now();
                 for (flat, n) in &flats {
-                    qm.forward(flat, *n, crop).map_err(|e| anyhow::anyhow!(e))?;
+                    qm.forward(flat, *n, crop).map_err(|e| anyhow::anyhow!(e.to_string()))?;
                 }
                 let q = t.elapsed().as_secs_f64();
                 io.push(IoCheck {
@@ -394,14 +395,14 @@ fn main() -> Result<()> {
                     captured.push(to_tensor(buf, n, crop).copy());
                     forward(buf, n)
                 })
-                .map_err(|e| anyhow::anyhow!(e))?;
+                .map_err(|e| anyhow::anyhow!(e.to_string()))?;
                 let (mut best_c, mut best_b, mut best_inner) = (f64::INFINITY, f64::INFINITY, 0.0);
                 let mut last = None;
                 for _ in 0..args.perturb_reps {
                     inner.set(0.0);
                     let t = Instant::now();
                     let r = perturb::causal_curves(x, &cam, crop, steps, perturb_batch, target, forward)
-                        .map_err(|e| anyhow::anyhow!(e))?;
+                        .map_err(|e| anyhow::anyhow!(e.to_string()))?;
                     let total = t.elapsed().as_secs_f64();
                     if total < best_c {
                         (best_c, best_inner) = (total, inner.get());

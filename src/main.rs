@@ -1,3 +1,4 @@
 fn main() -> std::process::ExitCode {
-    qcam::cli::main()
+    qcam::torch::prefer_huge_pages();
+    pipeline::cli::main(std::sync::Arc::new(qcam::torch::TorchBackend::default()))
 }

@@ -8,7 +8,9 @@ use std::collections::HashMap;
 use std::ffi::OsStr;
 
 use arrow::array::{Array, Int32Array};
-use qcam::run::{run, RunOptions};
+use pipeline::plan::RunOptions;
+use pipeline::run::run;
+use qcam::torch::TorchBackend;
 use tables::{column, read_table, ListCol, Utf8Col};
 
 const PAIRS: [&str; 3] = ["efficientnet_lite0", "mobilenet_v2_qnnpack", "resnet18_random"];
@@ -60,7 +62,7 @@ fn baseline_on_the_sample_matches_torchvision() {
     let out = tmp.path().join("run");
     let job = tmp.path().join("job.toml");
     std::fs::write(&job, job_text(&common::sample_dir(), &common::models_dir(), &out)).unwrap();
-    run(&job, &RunOptions::default()).unwrap();
+    run(&job, &RunOptions::default(), std::sync::Arc::new(TorchBackend::default())).unwrap();
 
     let images = 300;
     let rows: usize = read_table(&out, "images").unwrap().iter().map(|b| b.num_rows()).sum();
@@ -111,7 +113,7 @@ fn a_config_error_stops_before_any_work() {
     let job = tmp.path().join("job.toml");
     let text = job_text(&common::sample_dir(), &common::models_dir(), &out).replace("[run]", "[run]\nbatch_sise = 3");
     std::fs::write(&job, text).unwrap();
-    let err = format!("{:#}", run(&job, &RunOptions::default()).unwrap_err());
+    let err = format!("{:#}", run(&job, &RunOptions::default(), std::sync::Arc::new(TorchBackend::default())).unwrap_err());
     assert!(err.contains("job.toml") && err.contains("batch_sise"), "{err}");
     assert!(!out.exists(), "no output may be created for a bad job");
 }

@@ -3,7 +3,8 @@
 
 mod common;
 
-use qcam::models::{Manifest, PairSpec, Provenance};
+use pipeline::models::PairSpec;
+use types::{Manifest, Provenance};
 
 const PAIRS: [&str; 3] = ["efficientnet_lite0", "mobilenet_v2_qnnpack", "resnet18_random"];
 

@@ -6,9 +6,9 @@ mod common;
 
 use std::ffi::OsStr;
 
-use operators::infer::Forward;
 use types::Variant;
-use qcam::models::PairSpec;
+use pipeline::models::PairSpec;
+use qcam::torch::TorchBackend;
 
 /// A few real sample images, preprocessed the pair's way, as one batch.
 fn real_batch(spec: &PairSpec, n: usize) -> Vec<f32> {
@@ -49,10 +49,10 @@ fn check_pair(name: &str) {
     let meta: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(tmp.path().join("out.json")).unwrap()).unwrap();
 
-    let pair = spec.load().unwrap();
+    let pair = spec.load(&TorchBackend::default()).unwrap();
     for variant in Variant::BOTH {
         let v = variant.as_str();
-        let ours = pair.variant(variant).forward(&input, n, spec.manifest.preprocess.crop as usize).unwrap();
+        let ours = pair.get(variant).forward(&input, n, spec.manifest.preprocess.crop as usize).unwrap();
         let logits = common::read_f32(&tmp.path().join(format!("out.{v}.logits.f32")));
         let act = common::read_f32(&tmp.path().join(format!("out.{v}.act.f32")));
         let dl = common::max_abs_diff(&ours.logits, &logits);

@@ -6,7 +6,9 @@ mod common;
 
 use std::ffi::OsStr;
 
-use qcam::run::{run, RunOptions};
+use pipeline::plan::RunOptions;
+use pipeline::run::run;
+use qcam::torch::TorchBackend;
 use tables::read_table;
 
 #[test]
@@ -21,7 +23,7 @@ fn duckdb_and_polars_read_the_spec_schema() {
         out.display()
     );
     std::fs::write(&job, text).unwrap();
-    run(&job, &RunOptions::default()).unwrap();
+    run(&job, &RunOptions::default(), std::sync::Arc::new(TorchBackend::default())).unwrap();
 
     let script = common::repo_root().join("tests/reference/open_with_duckdb_polars.py");
     let stdout = common::run_python(&script, &[OsStr::new(out.as_os_str())]);

@@ -8,19 +8,7 @@ use serde::{Deserialize, Serialize};
 /// The denominator guard of the min-max scaling, exactly pytorch-grad-cam's `scale_cam_image`.
 pub const MINMAX_EPS: f32 = 1e-7;
 
-/// How to fix the arbitrary sign of the principal component (job knob `cam.sign`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SignPolicy {
-    /// Flip when `Σ_i p_i · m_i < 0`, `m_i` the channel mean of the uncentred activation at pixel i:
-    /// the map then points the way the raw activation mass points (the SPEC's default).
-    #[default]
-    Mean,
-    /// Flip when `|min p| > |max p|` (pytorch-grad-cam's SegEigenCAM rule).
-    MaxAbs,
-    /// Keep whatever sign the eigen-solver returned (pytorch-grad-cam's EigenCAM does this).
-    None,
-}
+pub use types::SignPolicy;
 
 /// Steps 1–3: the projection `p = M v` (h·w values, row-major pixels) of the centred activation
 /// onto its first right singular vector, with the sign policy applied.

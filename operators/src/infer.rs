@@ -52,14 +52,28 @@ impl BatchOutput {
     }
 }
 
-/// Runs one TorchScript model. Implementations own their thread and engine settings.
+/// Why a forward pass gave no usable output. Written into `errors` rows, so the messages are
+/// plain and name what was expected.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum InferError {
+    #[error("input holds {got} values, expected {expected}")]
+    Input { got: usize, expected: usize },
+    /// The runtime failed inside the model; the first line of its message.
+    #[error("forward failed: {0}")]
+    Failed(String),
+    /// The model answered, but not as the contract says (SPEC §2).
+    #[error("{0}")]
+    Contract(String),
+}
+
+/// Runs one model. Implementations own their thread and engine settings.
 pub trait Forward {
     /// `pixels` is `n × 3 × crop × crop`, CHW per image.
-    fn forward(&self, pixels: &[f32], n: usize, crop: usize) -> Result<BatchOutput, String>;
+    fn forward(&self, pixels: &[f32], n: usize, crop: usize) -> Result<BatchOutput, InferError>;
 
     /// Logits only (`n × classes`), and the milliseconds the forward took. Deletion/insertion needs
     /// nothing else, so an implementation can skip converting the activation, several MB a batch.
-    fn logits(&self, pixels: &[f32], n: usize, crop: usize) -> Result<(Vec<f32>, f32), String> {
+    fn logits(&self, pixels: &[f32], n: usize, crop: usize) -> Result<(Vec<f32>, f32), InferError> {
         self.forward(pixels, n, crop).map(|out| (out.logits, out.ms))
     }
 }

@@ -320,7 +320,7 @@ pub fn perturb_image(
         let cam = cam_full(&score.cam_lo(), score.cam_h as usize, score.cam_w as usize, cfg.crop);
         let model = models.get(variant);
         let forward = |pixels: &[f32], n: usize| {
-            let (logits, ms) = model.logits(pixels, n, cfg.crop)?;
+            let (logits, ms) = model.logits(pixels, n, cfg.crop).map_err(|e| e.to_string())?;
             forward_s.set(forward_s.get() + ms as f64 / 1e3);
             Ok(logits)
         };

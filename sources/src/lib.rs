@@ -28,7 +28,7 @@ pub use read::ShardReader;
 pub use write::{write_shards, Dimensions};
 
 use types::{BoxXyxy, ErrorRow, Sample, Stage};
-use serde::{Deserialize, Serialize};
+pub use types::{DataConfig, Layout};
 
 /// The 1000 ImageNet-1k wnids in sorted order: class index = position (SPEC §1). Shipped so the
 /// original ILSVRC layout, which has no synset file of its own, labels exactly like Kaggle's.
@@ -48,69 +48,6 @@ pub enum DataError {
     Index { location: String, message: String },
     #[error("shard {shard}: {message}")]
     Shard { shard: String, message: String },
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Layout {
-    /// Detect from the folder contents.
-    Auto,
-    /// Kaggle "ImageNet Object Localization Challenge": `LOC_val_solution.csv` + `ILSVRC/Data/CLS-LOC/val`.
-    Kaggle,
-    /// Original ILSVRC2012: a folder of val JPEGs, `ILSVRC2012_bbox_val_v3` XMLs, a labels file.
-    Ilsvrc,
-    /// WebDataset tar shards with an `index.json` (written by [`write_shards`]); the only layout
-    /// readable from a URL.
-    Shards,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DataConfig {
-    /// A folder, or a URL (`http(s)://`, `s3://bucket/prefix`, `gs://bucket/prefix`) of the folder
-    /// holding `index.json`; see [`DataConfig::location`].
-    pub path: PathBuf,
-    #[serde(default = "default_layout")]
-    pub layout: Layout,
-    /// Images per shard when a folder layout is split into shards (shards are the unit of work).
-    /// Tar shards keep the split they were written with.
-    #[serde(default = "default_shard_size")]
-    pub shard_size: usize,
-    /// Only the first `limit` images (sorted by id); for quick runs.
-    #[serde(default)]
-    pub limit: Option<usize>,
-    /// Decode refuses images above this many pixels instead of allocating them.
-    #[serde(default = "default_max_pixels")]
-    pub max_pixels: u64,
-}
-
-impl DataConfig {
-    /// A configuration with every default but the location (and an optional limit).
-    pub fn at(path: PathBuf, limit: Option<usize>) -> DataConfig {
-        DataConfig {
-            path,
-            layout: default_layout(),
-            shard_size: default_shard_size(),
-            limit,
-            max_pixels: default_max_pixels(),
-        }
-    }
-
-    /// `path` as a local folder or a URL; URLs are never resolved against the job file's folder.
-    pub fn location(&self) -> Result<Location, DataError> {
-        Location::parse(&self.path)
-    }
-}
-
-fn default_layout() -> Layout {
-    Layout::Auto
-}
-fn default_shard_size() -> usize {
-    100
-}
-fn default_max_pixels() -> u64 {
-    // Pillow's own limit: every ImageNet val image fits; a decompression bomb does not.
-    types::DEFAULT_MAX_PIXELS
 }
 
 /// Class indices by wnid.
@@ -204,7 +141,7 @@ impl Dataset {
     /// Lists the dataset at `cfg.path`. For a URL this fetches `index.json` (with a short-lived
     /// [`Fetcher`]); tar shards are only opened when read.
     pub fn open(cfg: &DataConfig) -> Result<Dataset, DataError> {
-        let root = match cfg.location()? {
+        let root = match Location::parse(&cfg.path)? {
             Location::Url(url) => return open_shards(cfg, &Location::Url(url)),
             Location::Local(root) => root,
         };

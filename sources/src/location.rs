@@ -30,13 +30,7 @@ pub enum Location {
 
 /// True when `path` is written as a URL (`scheme://…`) rather than a filesystem path, so that
 /// job files can leave it alone instead of resolving it against their folder.
-pub fn is_url(path: &Path) -> bool {
-    let Some(text) = path.to_str() else { return false };
-    let Some((scheme, _)) = text.split_once("://") else { return false };
-    let mut chars = scheme.chars();
-    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
-        && chars.all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
-}
+pub use types::is_url;
 
 impl Location {
     /// A URL with a supported scheme, or else a filesystem path taken as is.

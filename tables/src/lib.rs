@@ -12,7 +12,8 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 
 pub use parts::{
-    canonical_rows, part_path, read_part, read_part_file, read_parts, read_rows, read_table, write_part, TIMING_COLUMNS,
+    canonical_rows, part_path, read_part, read_part_file, read_parts, read_rows, read_table, write_part, write_part_file,
+    TIMING_COLUMNS,
 };
 pub use types::{AggregateRow, ErrorRow, ImageRow, PairRow, PerturbationRow, Stage, SubsetRow};
 

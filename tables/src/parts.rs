@@ -29,16 +29,24 @@ pub fn part_path(out_dir: &Path, table: &str, part: &str) -> PathBuf {
 /// a finished unit is visible as such.
 pub fn write_part<T: Table>(out_dir: &Path, part: &str, rows: &[T]) -> Result<PathBuf, TableError> {
     let path = part_path(out_dir, T::NAME, part);
+    write_part_file(&path, rows)?;
+    Ok(path)
+}
+
+/// Writes `rows` as the Parquet file `path`, through a temporary name in the same folder.
+pub fn write_part_file<T: Table>(path: &Path, rows: &[T]) -> Result<(), TableError> {
     let dir = path.parent().expect("a part lives in its table's folder");
     std::fs::create_dir_all(dir).map_err(io(dir))?;
-    let tmp = dir.join(format!(".part-{part}.parquet.tmp"));
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(path.file_name().expect("a part has a file name"));
+    tmp_name.push(".tmp");
+    let tmp = dir.join(tmp_name);
     let props = WriterProperties::builder().set_compression(Compression::ZSTD(ZstdLevel::default())).build();
     let file = File::create(&tmp).map_err(io(&tmp))?;
     let mut writer = ArrowWriter::try_new(file, T::schema(), Some(props)).map_err(parquet(&tmp))?;
     writer.write(&T::to_batch(rows)).map_err(parquet(&tmp))?;
     writer.into_inner().map_err(parquet(&tmp))?.sync_all().map_err(io(&tmp))?;
-    std::fs::rename(&tmp, &path).map_err(io(&path))?;
-    Ok(path)
+    std::fs::rename(&tmp, path).map_err(io(path))
 }
 
 /// Every record batch of one part file.

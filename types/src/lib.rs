@@ -3,11 +3,13 @@
 //! (SPEC §8), the model manifest the exporter writes, and the run record. Plain data and serde only:
 //! no kernels, no timely, no Arrow, no libtorch.
 
+mod job;
 mod manifest;
 mod records;
 mod run;
 mod variant;
 
+pub use job::*;
 pub use manifest::*;
 pub use records::*;
 pub use run::*;

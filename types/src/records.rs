@@ -103,10 +103,11 @@ pub struct ImageMeta {
     pub boxes: Vec<BoxXyxy>,
 }
 
-// ---- Output rows (SPEC §8). Their Arrow schemas live in the `tables` crate. ----
+// ---- Output rows (SPEC §8). Their Arrow schemas live in the `tables` crate; serializable because
+// in a cluster without a shared folder they travel to the process that writes them. ----
 
 /// One row per (image, model, variant).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ImageRow {
     pub image_id: String,
     pub shard: String,
@@ -133,7 +134,7 @@ pub struct ImageRow {
 }
 
 /// One row per (image, model).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PairRow {
     pub image_id: String,
     pub model: String,
@@ -143,7 +144,7 @@ pub struct PairRow {
 }
 
 /// One row per (model, image) in the top fraction by `rmse` (SPEC §4). `rank` counts from 1.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SubsetRow {
     pub model: String,
     pub image_id: String,
@@ -168,7 +169,7 @@ pub struct PerturbationRow {
 /// Running aggregates of one (model, variant) over every image of epochs `0..=epoch` (an epoch is a
 /// fixed run of shards, so the same shards give the same rows however the run was split). The
 /// pair-level columns (`mean_rmse` … `subset_mean_rmse`) repeat on both variants' rows.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AggregateRow {
     pub epoch: i64,
     pub model: String,

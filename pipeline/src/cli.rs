@@ -1,11 +1,15 @@
 //! The `qcam` command line. Thin: each subcommand parses its flags and calls one library function.
+//! The binary chooses the model backend: libtorch in `qcam`, the fake one in `qcam-fake`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::run::{ClusterOptions, RunOptions};
+use std::sync::Arc;
+
+use crate::models::Backend;
+use crate::plan::{ClusterOptions, RunOptions};
 
 #[derive(Parser)]
 #[command(name = "qcam", version, about = "Quantization-aware EigenCAM evaluation of float vs int8 CNNs")]
@@ -88,10 +92,12 @@ enum Command {
     },
 }
 
-pub fn main() -> ExitCode {
-    crate::models::prefer_huge_pages();
+/// Runs the command line with `backend` running the models. Call first thing in `main`, while the
+/// process has one thread.
+pub fn main(backend: Arc<dyn Backend>) -> ExitCode {
+    crate::tune_allocator();
     let cli = Cli::parse();
-    match dispatch(cli.command) {
+    match dispatch(cli.command, backend) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("qcam: error: {e:#}");
@@ -100,25 +106,26 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn dispatch(command: Command) -> anyhow::Result<()> {
+fn dispatch(command: Command, backend: Arc<dyn Backend>) -> anyhow::Result<()> {
     match command {
         Command::Run { job, data, out, models, workers, limit, overwrite, resume, append, repeat, process, hostfile } => {
             let cluster = match hostfile {
                 Some(h) => Some(ClusterOptions { process: process.unwrap_or(0), addresses: read_hostfile(&h)? }),
                 None => None,
             };
-            let clustered = cluster.is_some();
+            // Process 0 holds the run folder and commits it last: it reports.
+            let reports = cluster.as_ref().is_none_or(|c| c.process == 0);
             let resume = resume || append;
             let opts = RunOptions { data, out, models_dir: models, workers, limit, overwrite, resume, cluster };
-            let out_dir = if repeat > 1 { crate::run::soak(&job, &opts, repeat)? } else { crate::run::run(&job, &opts)? };
-            // In a cluster the other processes may still be writing; whoever launched them reports.
-            if !clustered {
+            let out_dir =
+                if repeat > 1 { crate::run::soak(&job, &opts, repeat, backend)? } else { crate::run::run(&job, &opts, backend)? };
+            if reports {
                 println!("{}", report::report(&out_dir)?);
             }
             Ok(())
         }
         Command::Shard { data, out, shard_size, limit } => {
-            let cfg = sources::DataConfig::at(data, limit);
+            let cfg = types::DataConfig::at(data, limit);
             let dataset = sources::Dataset::open(&cfg)?;
             let dims = |bytes: &[u8]| operators::decode::image_dimensions(bytes).ok();
             let index = sources::write_shards(&dataset, &out, shard_size, dims)?;
@@ -132,13 +139,7 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Spawn { processes, command } => {
-            let out_dir = crate::spawn::spawn_local(processes, &command)?;
-            if let Some(dir) = out_dir {
-                println!("{}", report::report(&dir)?);
-            }
-            Ok(())
-        }
+        Command::Spawn { processes, command } => crate::spawn::spawn_local(processes, &command),
         Command::Report { run_dir } => {
             println!("{}", report::report(&run_dir)?);
             Ok(())

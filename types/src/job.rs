@@ -1,12 +1,11 @@
-//! The job file: everything a run does, read once and validated before any work starts.
+//! The job file: everything a run does, read once and validated before any work starts. Part of the
+//! vocabulary because `run.json` records it and the report reads it back with the same struct.
 //!
 //! Relative paths in a job file are resolved against the job file's own folder, so a job runs the
 //! same from any working directory.
 
 use std::path::{Path, PathBuf};
 
-use operators::eigencam::SignPolicy;
-pub use sources::{DataConfig, Layout};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, thiserror::Error)]
@@ -98,6 +97,9 @@ pub struct RunConfig {
     /// Batches a worker may have in flight before its source waits (bounds memory: backpressure).
     #[serde(default = "default_in_flight")]
     pub max_in_flight: usize,
+    /// Seconds a cluster process waits for its peers to connect before it gives up, naming them.
+    #[serde(default = "default_peer_timeout")]
+    pub peer_timeout_s: u64,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -121,6 +123,11 @@ pub struct OutputConfig {
     /// Replace an existing run folder instead of refusing to touch it.
     #[serde(default)]
     pub overwrite: bool,
+    /// Every process of a cluster run sees `dir` (a shared filesystem), so each writes the parts of
+    /// the shards it computes. Otherwise (the default) process 0 gathers every row through the
+    /// dataflow and writes the whole run into its own `dir`; the other processes write nothing.
+    #[serde(default)]
+    pub shared: bool,
 }
 
 fn default_batch_size() -> usize {
@@ -131,6 +138,9 @@ fn default_one() -> usize {
 }
 fn default_in_flight() -> usize {
     4
+}
+fn default_peer_timeout() -> u64 {
+    600
 }
 fn default_threshold() -> f32 {
     0.2
@@ -167,6 +177,7 @@ impl Default for RunConfig {
             workers: 1,
             torch_threads: 0,
             max_in_flight: default_in_flight(),
+            peer_timeout_s: default_peer_timeout(),
         }
     }
 }
@@ -197,6 +208,22 @@ impl Job {
         Ok(job)
     }
 
+    /// Perturbed images per forward pass.
+    pub fn perturb_batch(&self) -> usize {
+        if self.perturbation.batch_size > 0 { self.perturbation.batch_size } else { self.run.batch_size }
+    }
+
+    /// libtorch intra-op threads per worker: the job's value, or the cores shared out among all
+    /// workers on this machine, every local process counted (never less than one). Measured: two
+    /// processes of two OpenMP threads each on two cores ran at half the speed of one.
+    pub fn torch_threads(&self, workers_on_host: usize) -> usize {
+        if self.run.torch_threads > 0 {
+            return self.run.torch_threads;
+        }
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        (cores / workers_on_host.max(1)).max(1)
+    }
+
     fn resolve_paths(&mut self, base: &Path) {
         let resolve = |p: &mut PathBuf| {
             if p.is_relative() {
@@ -204,7 +231,7 @@ impl Job {
             }
         };
         // A URL (s3://, gs://, https://) is not a path relative to anything.
-        if !sources::is_url(&self.data.path) {
+        if !is_url(&self.data.path) {
             resolve(&mut self.data.path);
         }
         resolve(&mut self.models.dir);
@@ -251,6 +278,9 @@ impl Job {
         if self.run.max_in_flight == 0 {
             return Err(invalid("run.max_in_flight", "must be at least 1".into()));
         }
+        if self.run.peer_timeout_s == 0 {
+            return Err(invalid("run.peer_timeout_s", "must be at least 1".into()));
+        }
         if !(self.wsol.threshold >= 0.0 && self.wsol.threshold < 1.0) {
             return Err(invalid("wsol.threshold", format!("{} is outside [0, 1)", self.wsol.threshold)));
         }
@@ -265,21 +295,87 @@ impl Job {
         }
         Ok(())
     }
+}
 
-    /// libtorch intra-op threads per worker: the job's value, or the cores shared out among all
-    /// workers on this machine, every local process counted (never less than one). Measured:
-    /// two processes of two OpenMP threads each on two cores ran at half the speed of one.
-    pub fn perturb_batch(&self) -> usize {
-        if self.perturbation.batch_size > 0 { self.perturbation.batch_size } else { self.run.batch_size }
-    }
+/// How to fix the arbitrary sign of the principal component (job knob `cam.sign`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SignPolicy {
+    /// Flip when `Σ_i p_i · m_i < 0`, `m_i` the channel mean of the uncentred activation at pixel i:
+    /// the map then points the way the raw activation mass points (the SPEC's default).
+    #[default]
+    Mean,
+    /// Flip when `|min p| > |max p|` (pytorch-grad-cam's SegEigenCAM rule).
+    MaxAbs,
+    /// Keep whatever sign the eigen-solver returned (pytorch-grad-cam's EigenCAM does this).
+    None,
+}
 
-    pub fn torch_threads(&self, workers_on_host: usize) -> usize {
-        if self.run.torch_threads > 0 {
-            return self.run.torch_threads;
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Layout {
+    /// Detect from the folder contents.
+    Auto,
+    /// Kaggle "ImageNet Object Localization Challenge": `LOC_val_solution.csv` + `ILSVRC/Data/CLS-LOC/val`.
+    Kaggle,
+    /// Original ILSVRC2012: a folder of val JPEGs, `ILSVRC2012_bbox_val_v3` XMLs, a labels file.
+    Ilsvrc,
+    /// WebDataset tar shards with an `index.json` (written by `qcam shard`); the only layout
+    /// readable from a URL.
+    Shards,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataConfig {
+    /// A folder, or a URL (`http(s)://`, `s3://bucket/prefix`, `gs://bucket/prefix`) of the folder
+    /// holding `index.json`.
+    pub path: PathBuf,
+    #[serde(default = "default_layout")]
+    pub layout: Layout,
+    /// Images per shard when a folder layout is split into shards (shards are the unit of work).
+    /// Tar shards keep the split they were written with.
+    #[serde(default = "default_shard_size")]
+    pub shard_size: usize,
+    /// Only the first `limit` images (sorted by id); for quick runs.
+    #[serde(default)]
+    pub limit: Option<usize>,
+    /// Decode refuses images above this many pixels instead of allocating them.
+    #[serde(default = "default_max_pixels")]
+    pub max_pixels: u64,
+}
+
+impl DataConfig {
+    /// A configuration with every default but the location (and an optional limit).
+    pub fn at(path: PathBuf, limit: Option<usize>) -> DataConfig {
+        DataConfig {
+            path,
+            layout: default_layout(),
+            shard_size: default_shard_size(),
+            limit,
+            max_pixels: default_max_pixels(),
         }
-        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-        (cores / workers_on_host.max(1)).max(1)
     }
+
+}
+
+fn default_layout() -> Layout {
+    Layout::Auto
+}
+fn default_shard_size() -> usize {
+    100
+}
+fn default_max_pixels() -> u64 {
+    // Pillow's own limit: every ImageNet val image fits; a decompression bomb does not.
+    crate::DEFAULT_MAX_PIXELS
+}
+
+/// `scheme://…` with a URL scheme (RFC 3986: a letter, then letters, digits, `+`, `-`, `.`).
+pub fn is_url(path: &Path) -> bool {
+    let Some(text) = path.to_str() else { return false };
+    let Some((scheme, _)) = text.split_once("://") else { return false };
+    let mut chars = scheme.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic()) && chars.all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
 }
 
 #[cfg(test)]

@@ -1,0 +1,220 @@
+//! The libtorch backend: TorchScript files loaded and run with tch. The pipeline only sees
+//! [`pipeline::models::Backend`] and [`Forward`]; everything libtorch-specific (the quantized
+//! engine, threads, huge pages) is here.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, Weak};
+use std::time::Instant;
+
+use operators::infer::{BatchOutput, Forward, InferError, QParams};
+use pipeline::models::Backend;
+use tch::{IValue, Kind, Tensor};
+use types::Engine;
+
+/// Runs TorchScript files with libtorch. Workers of a process share one loaded copy of each file:
+/// tch marks `CModule` Send + Sync (TorchScript inference is safe from several threads), and a
+/// copy per worker costs hundreds of MB (measured: 1 process × 2 workers peaked at 1.64 GB with a
+/// copy each). Held weakly, so a model goes when the run's workers drop it.
+#[derive(Default)]
+pub struct TorchBackend {
+    loaded: Mutex<Vec<(PathBuf, Weak<TorchModel>)>>,
+}
+
+impl Backend for TorchBackend {
+    fn load(&self, file: &Path, engine: Option<Engine>) -> Result<Box<dyn Forward>, String> {
+        // Held while loading: the other workers wait for this copy instead of loading their own.
+        let mut loaded = self.loaded.lock().unwrap_or_else(|e| e.into_inner());
+        loaded.retain(|(_, w)| w.strong_count() > 0);
+        if let Some(model) = loaded.iter().find(|(p, _)| p == file).and_then(|(_, w)| w.upgrade()) {
+            return Ok(Box::new(Shared(model)));
+        }
+        let model = Arc::new(TorchModel::load(file, engine)?);
+        loaded.push((file.to_path_buf(), Arc::downgrade(&model)));
+        Ok(Box::new(Shared(model)))
+    }
+
+    fn set_threads(&self, threads: usize) {
+        tch::set_num_threads(threads as i32);
+    }
+
+    fn runtime(&self) -> String {
+        format!("libtorch {} via tch 0.26", env!("QCAM_LIBTORCH_VERSION"))
+    }
+}
+
+/// One loaded model that the workers of a process share.
+struct Shared(Arc<TorchModel>);
+
+impl Forward for Shared {
+    fn forward(&self, pixels: &[f32], n: usize, crop: usize) -> Result<BatchOutput, InferError> {
+        self.0.forward(pixels, n, crop)
+    }
+
+    fn logits(&self, pixels: &[f32], n: usize, crop: usize) -> Result<(Vec<f32>, f32), InferError> {
+        self.0.logits(pixels, n, crop)
+    }
+}
+
+/// The libtorch engine a manifest's engine runs on. tch can only name FBGEMM and QNNPACK. The
+/// exporter writes fbgemm for its PTQ models, and the tests compare these results with Python's
+/// under the same engine.
+pub fn qengine(engine: Engine) -> tch::QEngine {
+    match engine {
+        Engine::Qnnpack => tch::QEngine::QNNPACK,
+        Engine::Fbgemm | Engine::X86 => tch::QEngine::FBGEMM,
+    }
+}
+
+/// libtorch's quantized engine is one process-wide setting, and it matters twice: weights are
+/// prepacked for the engine current at load, and some quantized ops dispatch on the engine current
+/// at forward (measured: an fbgemm model run under qnnpack returns garbage). The gate lets any
+/// number of threads run models of the same engine at once, and switches engine only when no
+/// quantized forward is in flight.
+struct EngineGate {
+    state: Mutex<(Option<Engine>, usize)>,
+    idle: Condvar,
+}
+
+static ENGINE_GATE: EngineGate = EngineGate { state: Mutex::new((None, 0)), idle: Condvar::new() };
+
+struct EngineTicket;
+
+impl EngineGate {
+    fn enter(&self, engine: Engine) -> Result<EngineTicket, String> {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        while st.0 != Some(engine) && st.1 > 0 {
+            st = self.idle.wait(st).unwrap_or_else(|e| e.into_inner());
+        }
+        if st.0 != Some(engine) {
+            qengine(engine).set().map_err(|e| e.to_string())?;
+            st.0 = Some(engine);
+        }
+        st.1 += 1;
+        Ok(EngineTicket)
+    }
+}
+
+impl Drop for EngineTicket {
+    fn drop(&mut self) {
+        let mut st = ENGINE_GATE.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.1 -= 1;
+        if st.1 == 0 {
+            ENGINE_GATE.idle.notify_all();
+        }
+    }
+}
+
+pub struct TorchModel {
+    module: tch::CModule,
+    path: PathBuf,
+    /// The quantized engine this model needs at load and at every forward; `None` for float.
+    engine: Option<Engine>,
+}
+
+impl TorchModel {
+    /// Loads a TorchScript file; the error is the first line of libtorch's (the caller names the file).
+    pub fn load(path: &Path, engine: Option<Engine>) -> Result<TorchModel, String> {
+        let _ticket = engine.map(|e| ENGINE_GATE.enter(e)).transpose()?;
+        let mut module = tch::CModule::load(path).map_err(|e| first_line(&e.to_string()))?;
+        module.set_eval();
+        Ok(TorchModel { module, path: path.to_path_buf(), engine })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The forward itself: `(logits, act)` tensors as the model returns them; when the forward
+    /// started (after the input copy and any wait for the engine), which the timings count from;
+    /// and the engine ticket, held until the caller has dequantized.
+    fn forward_raw(&self, pixels: &[f32], n: usize, crop: usize) -> Result<(Tensor, Tensor, Instant, Option<EngineTicket>), InferError> {
+        let expected = n * 3 * crop * crop;
+        if pixels.len() != expected {
+            return Err(InferError::Input { got: pixels.len(), expected });
+        }
+        let x = Tensor::from_slice(pixels).reshape([n as i64, 3, crop as i64, crop as i64]);
+        let ticket = self.engine.map(|e| ENGINE_GATE.enter(e)).transpose().map_err(InferError::Failed)?;
+        let start = Instant::now();
+        let out = tch::no_grad(|| self.module.forward_is(&[IValue::Tensor(x)]))
+            .map_err(|e| InferError::Failed(first_line(&e.to_string())))?;
+        match out {
+            IValue::Tuple(mut items) if items.len() == 2 => {
+                let act = items.pop().unwrap();
+                let logits = items.pop().unwrap();
+                match (logits, act) {
+                    (IValue::Tensor(l), IValue::Tensor(a)) => Ok((l, a, start, ticket)),
+                    _ => Err(InferError::Contract("forward must return (Tensor logits, Tensor act)".into())),
+                }
+            }
+            IValue::Tuple(items) => Err(InferError::Contract(format!("forward returned a tuple of {} items, expected (logits, act)", items.len()))),
+            _ => Err(InferError::Contract("forward must return a tuple (logits, act)".into())),
+        }
+    }
+
+    fn run(&self, pixels: &[f32], n: usize, crop: usize) -> Result<BatchOutput, InferError> {
+        let (logits, act, start, _ticket) = self.forward_raw(pixels, n, crop)?;
+        let (act, qparams) = if matches!(act.kind(), Kind::QUInt8 | Kind::QInt8 | Kind::QInt32) {
+            let q = QParams { scale: act.q_scale() as f32, zero_point: act.q_zero_point() as i32 };
+            (act.dequantize(), Some(q))
+        } else {
+            (act, None)
+        };
+        let ms = start.elapsed().as_secs_f32() * 1e3;
+        let lsize = logits.size();
+        if lsize.len() != 2 || lsize[0] != n as i64 {
+            return Err(InferError::Contract(format!("logits have shape {lsize:?}, expected [{n}, classes]")));
+        }
+        let asize = act.size();
+        if asize.len() != 4 || asize[0] != n as i64 {
+            return Err(InferError::Contract(format!("activation has shape {asize:?}, expected [{n}, C, h, w]")));
+        }
+        let to_vec = |t: Tensor| -> Result<Vec<f32>, InferError> {
+            Vec::<f32>::try_from(&t.to_kind(Kind::Float).contiguous().view(-1)).map_err(|e| InferError::Failed(e.to_string()))
+        };
+        // SPEC §2: NaN activations become 0. NaN logits are left for the caller to report.
+        let act = act.nan_to_num(0.0, None, None);
+        Ok(BatchOutput {
+            n,
+            classes: lsize[1] as usize,
+            logits: to_vec(logits)?,
+            act_shape: [asize[1] as usize, asize[2] as usize, asize[3] as usize],
+            act: to_vec(act)?,
+            qparams,
+            ms,
+        })
+    }
+}
+
+impl Forward for TorchModel {
+    fn forward(&self, pixels: &[f32], n: usize, crop: usize) -> Result<BatchOutput, InferError> {
+        self.run(pixels, n, crop)
+    }
+
+    fn logits(&self, pixels: &[f32], n: usize, crop: usize) -> Result<(Vec<f32>, f32), InferError> {
+        let (logits, _, start, _ticket) = self.forward_raw(pixels, n, crop)?;
+        let size = logits.size();
+        if size.len() != 2 || size[0] != n as i64 {
+            return Err(InferError::Contract(format!("logits have shape {size:?}, expected [{n}, classes]")));
+        }
+        let logits = Vec::<f32>::try_from(&logits.to_kind(Kind::Float).contiguous().view(-1)).map_err(|e| InferError::Failed(e.to_string()))?;
+        Ok((logits, start.elapsed().as_secs_f32() * 1e3))
+    }
+}
+
+fn first_line(s: &str) -> String {
+    s.lines().find(|l| !l.trim().is_empty()).unwrap_or(s).trim().to_string()
+}
+
+/// Asks libtorch's CPU allocator to back tensors of 2 MB and more with transparent huge pages
+/// (`THP_MEM_ALLOC_ENABLE`, read by c10's `alloc_cpu` once, at the first allocation). Every batch
+/// allocates fresh activations of tens of MB, and with 4 KiB pages the kernel's page faults and
+/// zeroing took a fifth of a run's CPU time: with huge pages the floor's system time fell from
+/// 15.6–19.9 s to 9.0–9.7 s and its forwards got 5–8% faster (benches/PERFORMANCE.md). A value
+/// the user set, `0` included, is kept. Call it first thing, before any tensor exists and while
+/// the process has one thread.
+pub fn prefer_huge_pages() {
+    if std::env::var_os("THP_MEM_ALLOC_ENABLE").is_none() {
+        std::env::set_var("THP_MEM_ALLOC_ENABLE", "1");
+    }
+}
+
