@@ -90,6 +90,7 @@ enum Command {
 
 pub fn main() -> ExitCode {
     crate::models::prefer_huge_pages();
+    crate::models::tune_allocator();
     let cli = Cli::parse();
     match dispatch(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
