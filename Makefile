@@ -20,7 +20,7 @@ demo: build models
 	$(QCAM) run jobs/demo.toml --overwrite
 
 test: build models
-	cargo test --release --workspace
+	cargo test --release --workspace --no-fail-fast
 
 # Kernel benches (criterion), then the whole-run comparison (qcam vs bare libtorch vs the Python
 # peer, thread and process layouts, RSS at 300 vs 1,200 images, deletion/insertion in the graph);

@@ -1,6 +1,7 @@
 //! Soak: the same job 20 times in one process (`qcam run --repeat 20`) writes identical tables every
-//! time, and neither resident memory nor open files grow from the second run to the last. The
-//! tables also equal those of a separate single run.
+//! time, open files do not grow after the first run, and resident memory does not grow over the
+//! last ten runs (`pipeline::run::soak_rss_verdict`: a one-time plateau during warm-up is allowed, a
+//! steady climb is not). The tables also equal those of a separate single run.
 
 mod common;
 
@@ -42,8 +43,12 @@ fn twenty_runs_in_one_process_neither_leak_nor_drift() {
     }
     let fds: Vec<u64> = (1..20).map(|i| field(i, "open_files")).collect();
     assert!(fds.iter().all(|&n| n == fds[0]), "open files vary after the first run: {fds:?}");
-    let (warm, last) = (field(1, "rss_kb") as f64, field(19, "rss_kb") as f64);
-    assert!(last <= warm * 1.10, "RSS grew from {warm} kB (run 2) to {last} kB (run 20)");
+    // Warm-up may raise the level once (a plateau); the second half must not grow.
+    let rss: Vec<u64> = (0..20).map(|i| field(i, "rss_kb")).collect();
+    eprintln!("soak: RSS per run (MB): {:?}", rss.iter().map(|kb| kb / 1024).collect::<Vec<_>>());
+    if let Err(e) = pipeline::run::soak_rss_verdict(&rss) {
+        panic!("{e}");
+    }
 
     for table in ["images", "pairs", "errors", "subset", "aggregates", "perturbation"] {
         assert_eq!(canonical(&soak, table), canonical(&single, table), "{table}: soak differs from a single run");
