@@ -11,6 +11,7 @@ mod index;
 mod kaggle;
 mod location;
 mod read;
+mod synsets;
 mod voc;
 mod write;
 
@@ -121,15 +122,22 @@ pub struct Synsets {
 
 impl Synsets {
     pub fn imagenet() -> Synsets {
-        Synsets::from_wnids(IMAGENET_WNIDS.lines().map(str::trim).filter(|l| !l.is_empty()))
+        Synsets::from_wnids(Synsets::shipped())
     }
 
     /// Reads `LOC_synset_mapping.txt` (`wnid name...` per line) and sorts it, as torchvision does.
+    /// It must list exactly the shipped ImageNet-1k wnids: one missing line would shift every
+    /// class index after it, silently.
     pub fn from_mapping_file(path: &Path) -> Result<Synsets, DataError> {
         let text = std::fs::read_to_string(path).map_err(|source| DataError::Io { path: path.into(), source })?;
-        let mut wnids: Vec<&str> = text.lines().filter_map(|l| l.split_whitespace().next()).collect();
+        let shipped: Vec<&str> = Synsets::shipped().collect();
+        let mut wnids = synsets::check_mapping(&text, &shipped).map_err(|message| DataError::Layout { path: path.into(), message })?;
         wnids.sort_unstable();
         Ok(Synsets::from_wnids(wnids.into_iter()))
+    }
+
+    fn shipped() -> impl Iterator<Item = &'static str> {
+        IMAGENET_WNIDS.lines().map(str::trim).filter(|l| !l.is_empty())
     }
 
     fn from_wnids<'a>(wnids: impl Iterator<Item = &'a str>) -> Synsets {
