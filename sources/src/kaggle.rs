@@ -11,6 +11,7 @@ use super::{list_images, voc, DataError, Entry, Synsets};
 
 const SOLUTION: &str = "LOC_val_solution.csv";
 const MAPPING: &str = "LOC_synset_mapping.txt";
+const HEADER: [&str; 2] = ["ImageId", "PredictionString"];
 
 fn images_dir(root: &Path) -> PathBuf {
     root.join("ILSVRC/Data/CLS-LOC/val")
@@ -52,15 +53,30 @@ fn read_xml(path: &Path, had_csv: bool) -> Result<(String, Vec<BoxXyxy>), String
     }
 }
 
-/// `ImageId,PredictionString` with `wnid x0 y0 x1 y1` repeated per box.
+/// `ImageId,PredictionString` with `wnid x0 y0 x1 y1` repeated per box. The header is checked
+/// (without it the first image would be taken for one), and an id listed twice is refused:
+/// which line holds its label is not ours to guess.
 fn read_solution(path: &Path) -> Result<Labels, DataError> {
-    let mut reader = csv::Reader::from_path(path).map_err(|e| DataError::Layout { path: path.into(), message: e.to_string() })?;
+    let fail = |message: String| DataError::Layout { path: path.into(), message };
+    let mut reader = csv::Reader::from_path(path).map_err(|e| fail(e.to_string()))?;
+    let header = reader.headers().map_err(|e| fail(e.to_string()))?;
+    if header.iter().ne(HEADER) {
+        return Err(fail(format!("line 1: header is `{}`, expected `{}`", header.iter().collect::<Vec<_>>().join(","), HEADER.join(","))));
+    }
     let mut out = HashMap::new();
-    for (line, record) in reader.records().enumerate() {
-        let record = record.map_err(|e| DataError::Layout { path: path.into(), message: e.to_string() })?;
+    let mut line_of: HashMap<String, u64> = HashMap::new();
+    for record in reader.records() {
+        let record = record.map_err(|e| fail(e.to_string()))?;
+        let line = record.position().map_or(0, |p| p.line());
         let (Some(id), Some(pred)) = (record.get(0), record.get(1)) else {
-            return Err(DataError::Layout { path: path.into(), message: format!("line {}: expected ImageId,PredictionString", line + 2) });
+            return Err(fail(format!("line {line}: expected ImageId,PredictionString")));
         };
+        if id.is_empty() {
+            return Err(fail(format!("line {line}: empty ImageId")));
+        }
+        if let Some(first) = line_of.insert(id.to_string(), line) {
+            return Err(fail(format!("`{id}` is listed twice, on lines {first} and {line}")));
+        }
         out.insert(id.to_string(), parse_prediction(pred));
     }
     Ok(out)

@@ -1,5 +1,6 @@
-//! The dataset listing never silently loses, duplicates or mislabels an input (issue 12): a synset
-//! mapping that is not ImageNet-1k stops the listing, naming the file.
+//! The dataset listing never silently loses, duplicates or mislabels an input (issue 12): an id
+//! listed twice in the CSV and a synset mapping that is not ImageNet-1k stop the listing, naming
+//! the file.
 
 mod support;
 
@@ -42,6 +43,24 @@ fn kaggle(root: &Path, files: &[&str], csv_body: &str) -> PathBuf {
 
 fn open_err(root: &Path) -> DataError {
     Dataset::open(&config(root, None, 100)).expect_err("the listing must stop")
+}
+
+#[test]
+fn an_id_listed_twice_in_the_csv_is_refused_with_both_lines() {
+    let tmp = tempfile::tempdir().unwrap();
+    kaggle(tmp.path(), &["a.JPEG", "b.JPEG"], &format!("a,{TENCH} 1 2 3 4\nb,{TENCH} 1 2 3 4\na,{GOLDFISH} 1 2 3 4\n"));
+    let csv = tmp.path().join("LOC_val_solution.csv");
+    assert_eq!(open_err(tmp.path()).to_string(), format!("{}: `a` is listed twice, on lines 2 and 4", csv.display()));
+
+    // Without its header the first image would be eaten as one.
+    std::fs::write(&csv, format!("a,{TENCH} 1 2 3 4\nb,{TENCH} 1 2 3 4\n")).unwrap();
+    assert_eq!(
+        open_err(tmp.path()).to_string(),
+        format!("{}: line 1: header is `a,{TENCH} 1 2 3 4`, expected `ImageId,PredictionString`", csv.display())
+    );
+
+    std::fs::write(&csv, format!("ImageId,PredictionString\na,{TENCH} 1 2 3 4\n,{TENCH} 1 2 3 4\n")).unwrap();
+    assert_eq!(open_err(tmp.path()).to_string(), format!("{}: line 3: empty ImageId", csv.display()));
 }
 
 /// The sample's mapping, as lines.
