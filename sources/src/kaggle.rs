@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use types::BoxXyxy;
 
-use super::{list_images, voc, DataError, Entry, Synsets};
+use super::{folder, voc, Annotation, DataError, Entry, Synsets};
 
 const SOLUTION: &str = "LOC_val_solution.csv";
 const MAPPING: &str = "LOC_synset_mapping.txt";
@@ -25,27 +25,26 @@ pub fn looks_like(root: &Path) -> bool {
     images_dir(root).is_dir()
 }
 
-type Labels = HashMap<String, Result<(String, Vec<BoxXyxy>), String>>;
+type Labels = HashMap<String, Annotation>;
 
+/// Every image file, every other item of the image folder, and every id that the CSV or an
+/// annotation file lists without an image file, as entries.
 pub fn list(root: &Path) -> Result<Vec<Entry>, DataError> {
     let synsets = if root.join(MAPPING).is_file() { Synsets::from_mapping_file(&root.join(MAPPING))? } else { Synsets::imagenet() };
     let csv_path = root.join(SOLUTION);
     let labels = if csv_path.is_file() { read_solution(&csv_path)? } else { HashMap::new() };
     let ann_dir = annotations_dir(root);
-    let images = list_images(&images_dir(root))?;
-    Ok(images
-        .into_iter()
-        .map(|(image_id, path)| {
-            let annotation = match labels.get(&image_id) {
-                Some(found) => found.clone(),
-                None => read_xml(&ann_dir.join(format!("{image_id}.xml")), csv_path.is_file()),
-            };
-            super::entry(image_id, path, annotation, &synsets)
-        })
-        .collect())
+    let mut listed = folder::xml_ids(&ann_dir)?;
+    // The CSV is preferred: an id it lists is reported as listed there.
+    listed.extend(labels.keys().map(|id| (id.clone(), csv_path.clone())));
+    let annotate = |image_id: &str| match labels.get(image_id) {
+        Some(found) => found.clone(),
+        None => read_xml(&ann_dir.join(format!("{image_id}.xml")), csv_path.is_file()),
+    };
+    folder::entries(&images_dir(root), &listed, annotate, &synsets)
 }
 
-fn read_xml(path: &Path, had_csv: bool) -> Result<(String, Vec<BoxXyxy>), String> {
+fn read_xml(path: &Path, had_csv: bool) -> Annotation {
     match std::fs::read_to_string(path) {
         Ok(xml) => voc::parse(&xml).map_err(|e| format!("{}: {e}", path.display())),
         Err(_) if had_csv => Err(format!("no label: not in {SOLUTION} and no {}", path.display())),
@@ -82,7 +81,7 @@ fn read_solution(path: &Path) -> Result<Labels, DataError> {
     Ok(out)
 }
 
-fn parse_prediction(pred: &str) -> Result<(String, Vec<BoxXyxy>), String> {
+fn parse_prediction(pred: &str) -> Annotation {
     let tokens: Vec<&str> = pred.split_whitespace().collect();
     if tokens.is_empty() || tokens.len() % 5 != 0 {
         return Err(format!("PredictionString `{pred}` is not `wnid x0 y0 x1 y1` repeated"));

@@ -223,7 +223,7 @@ fn image_ids_that_are_paths_cannot_be_packed() {
     let src = tempfile::tempdir().unwrap();
     tiny_kaggle(src.path(), 1, 10);
     let file = src.path().join("ILSVRC/Data/CLS-LOC/val/ILSVRC2012_val_00000000.JPEG");
-    let entry = Entry { image_id: "../evil".into(), path: file, label: Ok(3), boxes: vec![] };
+    let entry = Entry { image_id: "../evil".into(), file: Ok(file), label: Ok(3), boxes: vec![] };
     let dataset = Dataset {
         location: Location::Local(src.path().into()),
         layout: Layout::Kaggle,
