@@ -263,3 +263,58 @@ fn index_with_a_path_key_or_wrong_count_is_refused() {
     let err = Dataset::open(&config(out.path(), None, 100)).unwrap_err().to_string();
     assert!(err.contains("is not a plain `.tar` file name"), "{err}");
 }
+
+fn key(i: usize) -> String {
+    format!("ILSVRC2012_val_{i:08}")
+}
+
+#[test]
+fn an_index_listing_a_key_twice_or_one_tar_twice_is_refused() {
+    let src = tempfile::tempdir().unwrap();
+    tiny_kaggle(src.path(), 6, 100);
+    let out = tempfile::tempdir().unwrap();
+    write_shards(&Dataset::open(&config(src.path(), None, 100)).unwrap(), out.path(), 3, support::dims).unwrap();
+    let original = read_index(out.path());
+    let index_path = out.path().join("index.json");
+    let refused = |text: &str| {
+        std::fs::write(&index_path, text).unwrap();
+        Dataset::open(&config(out.path(), None, 100)).unwrap_err().to_string()
+    };
+    let prefix = format!("{}: ", index_path.display());
+
+    // In `keys`, across shards: key 0 again in place of key 3 (a listed error).
+    let mut bad = original.clone();
+    bad.shards[1].keys[0] = key(0);
+    bad.shards[1].errors.remove(&key(3));
+    bad.shards[1].sample_sha256.insert(key(0), original.shards[0].sample_sha256[&key(0)].clone());
+    assert_eq!(refused(&serde_json::to_string(&bad).unwrap()), format!("{prefix}shard `shard-00001`: key `{}` is listed twice", key(0)));
+
+    // In a JSON object, where a plain map would keep the last value without a word.
+    let text = serde_json::to_string(&original).unwrap();
+    let digest = &original.shards[0].sample_sha256[&key(0)];
+    let twice = text.replacen(
+        &format!("\"sample_sha256\":{{\"{}\":\"{digest}\"", key(0)),
+        &format!("\"sample_sha256\":{{\"{}\":\"{}\",\"{}\":\"{digest}\"", key(0), "0".repeat(64), key(0)),
+        1,
+    );
+    assert_ne!(twice, text);
+    let err = refused(&twice);
+    assert!(err.starts_with(&format!("{prefix}key `{}` appears twice in one JSON object at line 1 column ", key(0))), "{err}");
+    let error_json = serde_json::to_string(&original.shards[0].errors[&key(1)]).unwrap();
+    let twice = text.replacen(
+        &format!("\"errors\":{{\"{}\":{error_json}", key(1)),
+        &format!("\"errors\":{{\"{}\":{error_json},\"{}\":{error_json}", key(1), key(1)),
+        1,
+    );
+    assert_ne!(twice, text);
+    let err = refused(&twice);
+    assert!(err.starts_with(&format!("{prefix}key `{}` appears twice in one JSON object at line 1 column ", key(1))), "{err}");
+
+    // Two shards reading one tar.
+    let mut bad = original.clone();
+    bad.shards[1].file = "shard-00000.tar".into();
+    assert_eq!(
+        refused(&serde_json::to_string(&bad).unwrap()),
+        format!("{prefix}shard `shard-00001`: `file` `shard-00000.tar` is also the file of shard `shard-00000`")
+    );
+}
