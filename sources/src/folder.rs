@@ -14,6 +14,9 @@ const IMAGE_EXTS: [&str; 3] = ["jpeg", "jpg", "png"];
 /// Ids that a label source lists, each with the file that lists it (the first, if several do).
 pub(crate) type Listed = BTreeMap<String, PathBuf>;
 
+/// An item of the image folder: its id, and the image file or why it is not one.
+type Item = (String, Result<PathBuf, String>);
+
 /// Every item of `dir` and every id in `listed` without a file, as entries; `annotate` gives
 /// an image's wnid and boxes by id.
 pub(crate) fn entries(
@@ -61,7 +64,7 @@ pub(crate) fn xml_ids(dir: &Path) -> Result<Listed, DataError> {
 
 /// Each item of `dir` as (id, the image file or why it is not one), in path order; an error if
 /// two items give one id.
-fn items(dir: &Path) -> Result<Vec<(String, Result<PathBuf, String>)>, DataError> {
+fn items(dir: &Path) -> Result<Vec<Item>, DataError> {
     let mut first_of: HashMap<String, PathBuf> = HashMap::new();
     let mut out = Vec::new();
     for path in paths(dir)? {
@@ -85,7 +88,7 @@ fn paths(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
 
 /// `X.JPEG` → (`X`, the file); anything else → (its whole name, why it is not an image). A
 /// sub-folder is named as such: the layout is flat and its contents are not read.
-fn classify(path: &Path) -> (String, Result<PathBuf, String>) {
+fn classify(path: &Path) -> Item {
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     if path.is_dir() {
         return (name, Err(format!("not an image file: {} is a folder (the image folder is read flat)", path.display())));

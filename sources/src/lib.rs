@@ -358,6 +358,9 @@ fn detect_layout(root: &Path) -> Result<Layout, DataError> {
     }
 }
 
+/// A wnid and its boxes, or why the annotation is unusable.
+type Annotation = Result<(String, Vec<BoxXyxy>), String>;
+
 /// Reads one entry's bytes into a [`Sample`]; no image file, an unreadable file or an unusable
 /// label becomes an error row for this entry only. No file is checked first: a `notes.txt` is
 /// reported as not an image, not as unlabelled.
@@ -383,9 +386,6 @@ mod tests {
         assert_eq!(s.class_of("n00000000"), None);
     }
 }
-
-/// A wnid and its boxes, or why the annotation is unusable.
-type Annotation = Result<(String, Vec<BoxXyxy>), String>;
 
 /// Turns a parsed annotation into an entry, resolving the wnid to a class index.
 fn entry(image_id: String, path: PathBuf, annotation: Annotation, synsets: &Synsets) -> Entry {
