@@ -214,6 +214,9 @@ pub struct TarShard {
     pub location: Location,
     /// Every key in order; a reader yields one item per key.
     pub keys: Vec<String>,
+    /// Whether `keys` is the whole shard; `false` when `limit` cut it, so that members past the
+    /// last key are expected rather than a sign that the tar does not match its index.
+    pub complete: bool,
     pub sample_sha256: BTreeMap<String, String>,
     pub errors: BTreeMap<String, ListedError>,
     /// Size of the tar file, to report a truncated download as such.
@@ -309,11 +312,13 @@ fn open_shards(cfg: &DataConfig, dir: &Location) -> Result<Dataset, DataError> {
             break;
         }
         let mut keys = listing.keys;
+        let complete = keys.len() <= left;
         keys.truncate(left);
         left -= keys.len();
         let tar = TarShard {
             location: dir.join(&listing.file),
             keys,
+            complete,
             sample_sha256: listing.sample_sha256,
             errors: listing.errors,
             bytes: listing.bytes,
