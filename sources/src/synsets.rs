@@ -85,22 +85,17 @@ mod tests {
 
     #[test]
     fn each_fault_is_named() {
-        assert_eq!(
-            check_mapping("n00000001 a\nn00000003 c\n", &SHIPPED).unwrap_err(),
-            "lists 2 wnids, not the 3 of ImageNet-1k (class indices would shift): missing n00000002"
-        );
-        assert_eq!(
-            check_mapping("n00000001 a\nn00000002 b\nn00000003 c\nn00000009 z\n", &SHIPPED).unwrap_err(),
-            "lists 4 wnids, not the 3 of ImageNet-1k (class indices would shift): not ImageNet-1k wnids: n00000009 (line 4)"
-        );
-        assert_eq!(
-            check_mapping("n00000001 a\nn00000002 b\nn00000001 a\nn00000003 c\n", &SHIPPED).unwrap_err(),
-            "wnids listed more than once: n00000001 (lines 1, 3)"
-        );
-        assert_eq!(
-            check_mapping("n00000001 a\ntench, Tinca tinca\n", &SHIPPED).unwrap_err(),
-            "line 2: `tench,` is not a wnid (`n` and 8 digits, then the class name)"
-        );
+        for (text, expected) in [
+            ("n00000001 a\nn00000003 c\n", "lists 2 wnids, not the 3 of ImageNet-1k (class indices would shift): missing n00000002"),
+            (
+                "n00000001 a\nn00000002 b\nn00000003 c\nn00000009 z\n",
+                "lists 4 wnids, not the 3 of ImageNet-1k (class indices would shift): not ImageNet-1k wnids: n00000009 (line 4)",
+            ),
+            ("n00000001 a\nn00000002 b\nn00000001 a\nn00000003 c\n", "wnids listed more than once: n00000001 (lines 1, 3)"),
+            ("n00000001 a\ntench, Tinca tinca\n", "line 2: `tench,` is not a wnid (`n` and 8 digits, then the class name)"),
+        ] {
+            assert_eq!(check_mapping(text, &SHIPPED).unwrap_err(), expected, "{text:?}");
+        }
     }
 
     #[test]
