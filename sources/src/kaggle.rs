@@ -111,4 +111,14 @@ mod tests {
         assert!(parse_prediction("n01751748 1 2 3").is_err());
         assert!(parse_prediction("n01751748 a b c d").is_err());
     }
+
+    #[test]
+    fn a_byte_order_mark_is_not_part_of_the_header() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(SOLUTION);
+        std::fs::write(&path, "\u{feff}ImageId,PredictionString\r\na,n01440764 1 2 3 4\r\n").unwrap();
+        let labels = read_solution(&path).unwrap();
+        assert_eq!(labels.len(), 1);
+        assert_eq!(labels["a"], Ok(("n01440764".to_string(), vec![BoxXyxy::new(1, 2, 3, 4)])));
+    }
 }
