@@ -3,7 +3,7 @@
 //! name, reading as one `read` error row), and so does every id the labels list with no image
 //! file. Two files for one id stop the listing, naming both.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use crate::{Annotation, DataError, Entry, Synsets};
@@ -11,7 +11,8 @@ use crate::{Annotation, DataError, Entry, Synsets};
 /// Extensions of image files, compared without case.
 const IMAGE_EXTS: [&str; 3] = ["jpeg", "jpg", "png"];
 
-/// Ids that a label source lists, each with the file that lists it (the first, if several do).
+/// Ids that the label sources list, each with the file that lists it (the preferred source's,
+/// if several do).
 pub(crate) type Listed = BTreeMap<String, PathBuf>;
 
 /// An item of the image folder: its id, and the image file or why it is not one.
@@ -27,7 +28,7 @@ pub(crate) fn entries(
 ) -> Result<Vec<Entry>, DataError> {
     let items = items(dir)?;
     let mut out: Vec<Entry> = Vec::with_capacity(items.len());
-    let mut present = std::collections::HashSet::with_capacity(items.len());
+    let mut present = HashSet::with_capacity(items.len());
     for (image_id, file) in items {
         present.insert(image_id.clone());
         out.push(match file {

@@ -32,14 +32,15 @@ type Labels = HashMap<String, Annotation>;
 pub fn list(root: &Path) -> Result<Vec<Entry>, DataError> {
     let synsets = if root.join(MAPPING).is_file() { Synsets::from_mapping_file(&root.join(MAPPING))? } else { Synsets::imagenet() };
     let csv_path = root.join(SOLUTION);
-    let labels = if csv_path.is_file() { read_solution(&csv_path)? } else { HashMap::new() };
+    let had_csv = csv_path.is_file();
+    let labels = if had_csv { read_solution(&csv_path)? } else { HashMap::new() };
     let ann_dir = annotations_dir(root);
     let mut listed = folder::xml_ids(&ann_dir)?;
     // The CSV is preferred: an id it lists is reported as listed there.
     listed.extend(labels.keys().map(|id| (id.clone(), csv_path.clone())));
     let annotate = |image_id: &str| match labels.get(image_id) {
         Some(found) => found.clone(),
-        None => read_xml(&ann_dir.join(format!("{image_id}.xml")), csv_path.is_file()),
+        None => read_xml(&ann_dir.join(format!("{image_id}.xml")), had_csv),
     };
     folder::entries(&images_dir(root), &listed, annotate, &synsets)
 }
