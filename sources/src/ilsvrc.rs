@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{list_images, voc, DataError, Entry, Synsets};
+use super::{folder, voc, DataError, Entry, Synsets};
 
 fn images_dir(root: &Path) -> Option<PathBuf> {
     ["ILSVRC2012_img_val", "val"].iter().map(|d| root.join(d)).find(|p| p.is_dir())
@@ -19,20 +19,19 @@ pub fn looks_like(root: &Path) -> bool {
     images_dir(root).is_some() && boxes_dir(root).is_some()
 }
 
+/// Every image file, every other item of the image folder, and every id with a box file but no
+/// image file, as entries.
 pub fn list(root: &Path) -> Result<Vec<Entry>, DataError> {
     let missing = |what: &str| DataError::Layout { path: root.into(), message: format!("ILSVRC layout: {what} not found") };
     let images = images_dir(root).ok_or_else(|| missing("ILSVRC2012_img_val/"))?;
     let boxes = boxes_dir(root).ok_or_else(|| missing("ILSVRC2012_bbox_val_v3/"))?;
-    let synsets = Synsets::imagenet();
-    Ok(list_images(&images)?
-        .into_iter()
-        .map(|(image_id, path)| {
-            let xml_path = boxes.join(format!("{image_id}.xml"));
-            let annotation = match std::fs::read_to_string(&xml_path) {
-                Ok(xml) => voc::parse(&xml).map_err(|e| format!("{}: {e}", xml_path.display())),
-                Err(_) => Err(format!("no label: {} is missing", xml_path.display())),
-            };
-            super::entry(image_id, path, annotation, &synsets)
-        })
-        .collect())
+    let listed = folder::xml_ids(&boxes)?;
+    let annotate = |image_id: &str| {
+        let xml_path = boxes.join(format!("{image_id}.xml"));
+        match std::fs::read_to_string(&xml_path) {
+            Ok(xml) => voc::parse(&xml).map_err(|e| format!("{}: {e}", xml_path.display())),
+            Err(_) => Err(format!("no label: {} is missing", xml_path.display())),
+        }
+    };
+    folder::entries(&images, &listed, annotate, &Synsets::imagenet())
 }

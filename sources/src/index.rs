@@ -6,10 +6,13 @@
 //! under `errors` with its stage and message, so a run over shards reports it exactly as a run
 //! over the folder does.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+use std::marker::PhantomData;
 
 use types::Stage;
-use serde::{Deserialize, Serialize};
+use serde::de::{Error as _, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::Layout;
@@ -52,9 +55,10 @@ pub struct ShardListing {
     /// Every key of the shard in id order, packed or not.
     pub keys: Vec<String>,
     /// Per packed key, SHA-256 (hex) of its members, see [`sample_digest`].
+    #[serde(deserialize_with = "unique_keys")]
     pub sample_sha256: BTreeMap<String, String>,
     /// Keys not packed because the source could not provide them.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(default, deserialize_with = "unique_keys", skip_serializing_if = "BTreeMap::is_empty")]
     pub errors: BTreeMap<String, ListedError>,
 }
 
@@ -108,6 +112,31 @@ pub(crate) fn stage_from_str(name: &str) -> Option<Stage> {
     [Stage::Label, Stage::Read, Stage::Decode, Stage::Infer].into_iter().find(|s| s.as_str() == name)
 }
 
+/// A JSON object as a map, refusing a key that appears twice: a plain map would keep the last
+/// value without a word, hiding which digest or error the index meant.
+fn unique_keys<'de, D: Deserializer<'de>, V: Deserialize<'de>>(deserializer: D) -> Result<BTreeMap<String, V>, D::Error> {
+    struct Unique<V>(PhantomData<V>);
+    impl<'de, V: Deserialize<'de>> Visitor<'de> for Unique<V> {
+        type Value = BTreeMap<String, V>;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("an object with unique keys")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut out = BTreeMap::new();
+            while let Some((key, value)) = map.next_entry::<String, V>()? {
+                if out.contains_key(&key) {
+                    return Err(A::Error::custom(format!("key `{key}` appears twice in one JSON object")));
+                }
+                out.insert(key, value);
+            }
+            Ok(out)
+        }
+    }
+    deserializer.deserialize_map(Unique(PhantomData))
+}
+
 fn is_sha256_hex(text: &str) -> bool {
     text.len() == 64 && text.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
 }
@@ -123,6 +152,7 @@ impl ShardIndex {
         }
         let mut seen_keys = HashSet::new();
         let mut seen_names = HashSet::new();
+        let mut shard_of_file: HashMap<&str, &str> = HashMap::new();
         for shard in &self.shards {
             let at = |message: String| format!("shard `{}`: {message}", shard.name);
             if !is_plain_name(&shard.name) || !seen_names.insert(shard.name.as_str()) {
@@ -130,6 +160,10 @@ impl ShardIndex {
             }
             if !is_plain_name(&shard.file) || !shard.file.ends_with(".tar") {
                 return Err(at(format!("`file` `{}` is not a plain `.tar` file name", shard.file)));
+            }
+            // Two shards over one tar: at best every key of one fails, at worst one tar is read twice.
+            if let Some(other) = shard_of_file.insert(&shard.file, &shard.name) {
+                return Err(at(format!("`file` `{}` is also the file of shard `{other}`", shard.file)));
             }
             if shard.count != shard.keys.len() {
                 return Err(at(format!("`count` {} but {} keys", shard.count, shard.keys.len())));

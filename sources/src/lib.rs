@@ -6,11 +6,13 @@
 //! testable alone.
 
 mod fetch;
+mod folder;
 mod ilsvrc;
 mod index;
 mod kaggle;
 mod location;
 mod read;
+mod synsets;
 mod voc;
 mod write;
 
@@ -48,6 +50,10 @@ pub enum DataError {
     Index { location: String, message: String },
     #[error("shard {shard}: {message}")]
     Shard { shard: String, message: String },
+    /// Two files of the image folder give one image id (`X.JPEG` and `X.jpg`): each would be a
+    /// row for the same id, one scored with the other's pixels. Which is the image is not ours to guess.
+    #[error("{first} and {second}: two files for image id `{image_id}`; keep one")]
+    DuplicateImage { image_id: String, first: PathBuf, second: PathBuf },
 }
 
 /// Class indices by wnid.
@@ -58,15 +64,22 @@ pub struct Synsets {
 
 impl Synsets {
     pub fn imagenet() -> Synsets {
-        Synsets::from_wnids(IMAGENET_WNIDS.lines().map(str::trim).filter(|l| !l.is_empty()))
+        Synsets::from_wnids(Synsets::shipped())
     }
 
     /// Reads `LOC_synset_mapping.txt` (`wnid name...` per line) and sorts it, as torchvision does.
+    /// It must list exactly the shipped ImageNet-1k wnids: one missing line would shift every
+    /// class index after it, silently.
     pub fn from_mapping_file(path: &Path) -> Result<Synsets, DataError> {
         let text = std::fs::read_to_string(path).map_err(|source| DataError::Io { path: path.into(), source })?;
-        let mut wnids: Vec<&str> = text.lines().filter_map(|l| l.split_whitespace().next()).collect();
+        let shipped: Vec<&str> = Synsets::shipped().collect();
+        let mut wnids = synsets::check_mapping(&text, &shipped).map_err(|message| DataError::Layout { path: path.into(), message })?;
         wnids.sort_unstable();
         Ok(Synsets::from_wnids(wnids.into_iter()))
+    }
+
+    fn shipped() -> impl Iterator<Item = &'static str> {
+        IMAGENET_WNIDS.lines().map(str::trim).filter(|l| !l.is_empty())
     }
 
     fn from_wnids<'a>(wnids: impl Iterator<Item = &'a str>) -> Synsets {
@@ -86,15 +99,29 @@ impl Synsets {
     }
 }
 
-/// One image as listed: where its bytes are and what the annotations say about it.
+/// One input as listed: where its bytes are and what the annotations say about it. Every item
+/// of the image folder and every id the labels list is one entry, and each entry reads as one
+/// item, a sample or an error row.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Entry {
+    /// An image's file stem, or the whole name of a folder item that is not an image; unique
+    /// within a listing.
     pub image_id: String,
-    pub path: PathBuf,
+    /// The image file. `Err` carries why there is none to read (an id listed without an image
+    /// file, a file or folder that is not an image); such an entry becomes a `read` error row.
+    pub file: Result<PathBuf, String>,
     /// `Err` carries why the label is unusable (missing, unknown wnid, unparsable annotation);
     /// such an image becomes an `errors` row, never a silent drop.
     pub label: Result<i32, String>,
     pub boxes: Vec<BoxXyxy>,
+}
+
+impl Entry {
+    /// An input with no image to read: it reads as one `read` error row saying `why`. Its
+    /// label repeats `why`, as there is nothing to label.
+    pub(crate) fn without_image(image_id: String, why: String) -> Entry {
+        Entry { image_id, file: Err(why.clone()), label: Err(why), boxes: Vec::new() }
+    }
 }
 
 /// A fixed group of images, the unit of distribution: worker `w` reads the shards with
@@ -122,6 +149,9 @@ pub struct TarShard {
     pub location: Location,
     /// Every key in order; a reader yields one item per key.
     pub keys: Vec<String>,
+    /// Whether `keys` is the whole shard; `false` when `limit` cut it, so that members past the
+    /// last key are expected rather than a sign that the tar does not match its index.
+    pub complete: bool,
     pub sample_sha256: BTreeMap<String, String>,
     pub errors: BTreeMap<String, ListedError>,
     /// Size of the tar file, to report a truncated download as such.
@@ -158,12 +188,19 @@ impl Dataset {
             Layout::Shards => return open_shards(cfg, &Location::Local(root)),
             Layout::Auto => unreachable!("detect_layout returns a concrete layout"),
         };
+        // Ids are unique (the listing stops at two files for one id), so this order is total.
+        // Entries without an image sort by id among the others and count against `limit`, and
+        // shards are chunks of this order: a folder run, and a run over the shards packed from
+        // it, list the same ids at the same places, errors included.
         entries.sort_by(|a, b| a.image_id.cmp(&b.image_id));
+        if entries.iter().all(|e| e.file.is_err()) {
+            return Err(DataError::Layout { path: root, message: no_images(&entries) });
+        }
         if let Some(limit) = cfg.limit {
             entries.truncate(limit);
         }
         if entries.is_empty() {
-            return Err(DataError::Layout { path: root, message: "no images found".into() });
+            return Err(DataError::Layout { path: root, message: "no images within data.limit".into() });
         }
         let shards = entries
             .chunks(cfg.shard_size)
@@ -210,11 +247,13 @@ fn open_shards(cfg: &DataConfig, dir: &Location) -> Result<Dataset, DataError> {
             break;
         }
         let mut keys = listing.keys;
+        let complete = keys.len() <= left;
         keys.truncate(left);
         left -= keys.len();
         let tar = TarShard {
             location: dir.join(&listing.file),
             keys,
+            complete,
             sample_sha256: listing.sample_sha256,
             errors: listing.errors,
             bytes: listing.bytes,
@@ -227,6 +266,18 @@ fn open_shards(cfg: &DataConfig, dir: &Location) -> Result<Dataset, DataError> {
         return Err(bad_index("no images listed".into()));
     }
     Ok(Dataset { location: dir.clone(), layout: Layout::Shards, shards })
+}
+
+/// Why a listing with no image file is refused, with the first entry as a hint of what is there.
+fn no_images(entries: &[Entry]) -> String {
+    match entries.first() {
+        None => "no images found".into(),
+        Some(first) => format!(
+            "no image files found (entries without one: {}; the first: {})",
+            entries.len(),
+            first.file.as_ref().err().map_or("", String::as_str)
+        ),
+    }
 }
 
 fn detect_layout(root: &Path) -> Result<Layout, DataError> {
@@ -247,36 +298,18 @@ fn detect_layout(root: &Path) -> Result<Layout, DataError> {
     }
 }
 
-/// Reads one entry's bytes into a [`Sample`]; an unreadable file or an unusable label becomes an
-/// error row for this image only.
+/// A wnid and its boxes, or why the annotation is unusable.
+type Annotation = Result<(String, Vec<BoxXyxy>), String>;
+
+/// Reads one entry's bytes into a [`Sample`]; no image file, an unreadable file or an unusable
+/// label becomes an error row for this entry only. No file is checked first: a `notes.txt` is
+/// reported as not an image, not as unlabelled.
 pub fn read_sample(entry: &Entry, shard: &str) -> Result<Sample, ErrorRow> {
-    let label = entry.label.clone().map_err(|message| ErrorRow::new(&entry.image_id, shard, Stage::Label, message))?;
-    let bytes = std::fs::read(&entry.path)
-        .map_err(|e| ErrorRow::new(&entry.image_id, shard, Stage::Read, format!("{}: {e}", entry.path.display())))?;
+    let error = |stage, message| ErrorRow::new(&entry.image_id, shard, stage, message);
+    let path = entry.file.as_ref().map_err(|why| error(Stage::Read, why.clone()))?;
+    let label = entry.label.clone().map_err(|message| error(Stage::Label, message))?;
+    let bytes = std::fs::read(path).map_err(|e| error(Stage::Read, format!("{}: {e}", path.display())))?;
     Ok(Sample { image_id: entry.image_id.clone(), shard: shard.to_string(), label, boxes: entry.boxes.clone(), bytes })
-}
-
-/// `ILSVRC2012_val_00000001.JPEG` → `ILSVRC2012_val_00000001`, for image files only.
-fn image_id_of(path: &Path) -> Option<String> {
-    let ext = path.extension()?.to_str()?.to_ascii_lowercase();
-    if !matches!(ext.as_str(), "jpeg" | "jpg" | "png") {
-        return None;
-    }
-    Some(path.file_stem()?.to_str()?.to_string())
-}
-
-/// Image files of a folder, by id.
-fn list_images(dir: &Path) -> Result<Vec<(String, PathBuf)>, DataError> {
-    let read = std::fs::read_dir(dir).map_err(|source| DataError::Io { path: dir.into(), source })?;
-    let mut out = Vec::new();
-    for item in read {
-        let item = item.map_err(|source| DataError::Io { path: dir.into(), source })?;
-        let path = item.path();
-        if let Some(id) = image_id_of(&path) {
-            out.push((id, path));
-        }
-    }
-    Ok(out)
 }
 
 #[cfg(test)]
@@ -295,17 +328,13 @@ mod tests {
 }
 
 /// Turns a parsed annotation into an entry, resolving the wnid to a class index.
-fn entry(
-    image_id: String,
-    path: PathBuf,
-    annotation: Result<(String, Vec<BoxXyxy>), String>,
-    synsets: &Synsets,
-) -> Entry {
+fn entry(image_id: String, path: PathBuf, annotation: Annotation, synsets: &Synsets) -> Entry {
+    let file = Ok(path);
     match annotation {
         Ok((wnid, boxes)) => match synsets.class_of(&wnid) {
-            Some(class) => Entry { image_id, path, label: Ok(class), boxes },
-            None => Entry { image_id, path, label: Err(format!("unknown wnid {wnid}")), boxes },
+            Some(class) => Entry { image_id, file, label: Ok(class), boxes },
+            None => Entry { image_id, file, label: Err(format!("unknown wnid {wnid}")), boxes },
         },
-        Err(message) => Entry { image_id, path, label: Err(message), boxes: Vec::new() },
+        Err(message) => Entry { image_id, file, label: Err(message), boxes: Vec::new() },
     }
 }

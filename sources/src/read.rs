@@ -1,6 +1,8 @@
 //! Reading a shard as samples: one file per entry for the folder layouts, a streamed tar for
 //! WebDataset shards. Either way a reader yields exactly `count` items in key order; whatever
-//! cannot be read becomes an error row for that key, never a missing item.
+//! cannot be read becomes an error row for that key, never a missing item. A tar member the index
+//! does not list (or an earlier key's, again) means the tar is not the one the index describes:
+//! every key not yet yielded when it is met fails, naming it, so it neither vanishes nor yields twice.
 
 use std::collections::HashMap;
 use std::io::{self, BufReader, Read};
@@ -10,7 +12,7 @@ use std::sync::Arc;
 use types::{BoxXyxy, ErrorRow, Sample, Stage};
 
 use crate::fetch::Fetcher;
-use crate::index::{sample_digest, split_member_name, SampleMeta, CLASS_EXT, IMAGE_EXT, META_EXT};
+use crate::index::{sample_digest, split_member_name, SampleMeta, CLASS_EXT, IMAGE_EXT, INDEX_FILE, META_EXT};
 use crate::location::Location;
 use crate::{read_sample, Entry, Shard, ShardSource, TarShard};
 
@@ -176,21 +178,26 @@ impl TarReader {
                 }
                 Err(failure) => return Err(failure),
             };
-            let Some((member_key, ext)) = split_member_name(&member.name) else {
-                let why = format!("member `{}` is not a plain `key.ext` name: rejected", member.name.escape_debug());
-                if parts.is_empty() {
-                    return Err(Failure::Stream(why));
-                }
-                self.broken = Some(why);
-                break;
-            };
-            if member_key == key {
+            let split = split_member_name(&member.name);
+            if let Some((_, ext)) = split.filter(|(member_key, _)| *member_key == key) {
                 parts.push((ext.to_string(), member.data));
                 continue;
             }
-            if !parts.is_empty() {
+            if !parts.is_empty() && self.may_follow(split.map(|(member_key, _)| member_key)) {
                 self.pending = Some(member); // the next sample begins
                 break;
+            }
+            // From here the member is foreign to the index. `key` is not yielded yet, so it falls
+            // with every later key: the tar is not the one the index describes.
+            let Some((member_key, _)) = split else {
+                let why = format!("member `{}` is not a plain `key.ext` name: rejected", member.name.escape_debug());
+                return Err(Failure::Stream(why));
+            };
+            if !parts.is_empty() {
+                return Err(Failure::Stream(format!(
+                    "member `{}` follows `{key}` but is not a later key of the index: the tar does not match {INDEX_FILE}",
+                    member.name
+                )));
             }
             return match self.position.get(member_key) {
                 // A later key: this sample is missing, the stream is fine.
@@ -205,6 +212,15 @@ impl TarReader {
             };
         }
         self.check_sample(key, parts).map_err(Failure::Sample)
+    }
+
+    /// Whether a member of `member_key` (`None`: not a plain name) may come after the sample just
+    /// read: a later key of the index (keys between may be listed errors or missing), or anything
+    /// past the last key of a shard that `limit` cut, which is not ours to judge. An unlisted
+    /// key, or an earlier one again, may not.
+    fn may_follow(&self, member_key: Option<&str>) -> bool {
+        let past_the_cut = !self.listing.complete && self.next_key == self.listing.keys.len();
+        past_the_cut || member_key.and_then(|k| self.position.get(k)).is_some_and(|&at| at >= self.next_key)
     }
 
     fn check_sample(&self, key: &str, parts: Vec<(String, Vec<u8>)>) -> Result<Sample, String> {

@@ -47,18 +47,7 @@ fn real_sample_round_trips_through_shards() {
 
     // The .json member carries the header size of the image.
     let first = direct[0].as_ref().unwrap();
-    let mut archive = tar::Archive::new(std::fs::File::open(out.path().join("shard-00000.tar")).unwrap());
-    let names_and_meta: Vec<(String, Vec<u8>)> = archive
-        .entries()
-        .unwrap()
-        .map(|e| {
-            let mut e = e.unwrap();
-            let mut data = Vec::new();
-            std::io::Read::read_to_end(&mut e, &mut data).unwrap();
-            (e.path().unwrap().to_string_lossy().into_owned(), data)
-        })
-        .take(3)
-        .collect();
+    let names_and_meta: Vec<(String, Vec<u8>)> = tar_members(&out.path().join("shard-00000.tar")).into_iter().take(3).collect();
     let id = &first.image_id;
     assert_eq!(
         names_and_meta.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
@@ -129,13 +118,19 @@ fn unusable_labels_are_listed_not_packed_and_read_back_as_errors() {
 
 /// Writes 6 fake images of 2000 bytes into one shard and returns (dir, tar path).
 fn one_shard_of_six() -> (tempfile::TempDir, std::path::PathBuf) {
+    let (out, tar, _) = one_shard_of_six_with_source();
+    (out, tar)
+}
+
+/// Like [`one_shard_of_six`], also returning the source folder as the label messages name it.
+fn one_shard_of_six_with_source() -> (tempfile::TempDir, std::path::PathBuf, String) {
     let src = tempfile::tempdir().unwrap();
     tiny_kaggle(src.path(), 6, 2000);
     let dataset = Dataset::open(&config(src.path(), None, 100)).unwrap();
     let out = tempfile::tempdir().unwrap();
     write_shards(&dataset, out.path(), 6, support::dims).unwrap();
     let tar = out.path().join("shard-00000.tar");
-    (out, tar)
+    (out, tar, src.path().display().to_string())
 }
 
 #[test]
@@ -223,7 +218,7 @@ fn image_ids_that_are_paths_cannot_be_packed() {
     let src = tempfile::tempdir().unwrap();
     tiny_kaggle(src.path(), 1, 10);
     let file = src.path().join("ILSVRC/Data/CLS-LOC/val/ILSVRC2012_val_00000000.JPEG");
-    let entry = Entry { image_id: "../evil".into(), path: file, label: Ok(3), boxes: vec![] };
+    let entry = Entry { image_id: "../evil".into(), file: Ok(file), label: Ok(3), boxes: vec![] };
     let dataset = Dataset {
         location: Location::Local(src.path().into()),
         layout: Layout::Kaggle,
@@ -262,4 +257,200 @@ fn index_with_a_path_key_or_wrong_count_is_refused() {
     write(&bad);
     let err = Dataset::open(&config(out.path(), None, 100)).unwrap_err().to_string();
     assert!(err.contains("is not a plain `.tar` file name"), "{err}");
+}
+
+/// The members of `tar` as (name, bytes), in order.
+fn tar_members(tar: &Path) -> Vec<(String, Vec<u8>)> {
+    tar::Archive::new(std::fs::File::open(tar).unwrap())
+        .entries()
+        .unwrap()
+        .map(|e| {
+            let mut e = e.unwrap();
+            let mut data = Vec::new();
+            std::io::Read::read_to_end(&mut e, &mut data).unwrap();
+            (e.path().unwrap().to_string_lossy().into_owned(), data)
+        })
+        .collect()
+}
+
+/// Rewrites `tar` with its members (name, bytes) edited by `edit`, and fixes its size and digest
+/// in the index, so that only the members disagree with it.
+fn rewrite_tar(out: &Path, tar: &Path, edit: impl FnOnce(&mut Vec<(String, Vec<u8>)>)) {
+    let mut members = tar_members(tar);
+    edit(&mut members);
+    let mut builder = tar::Builder::new(Vec::new());
+    for (name, data) in &members {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(data.len() as u64);
+        header.set_mode(0o644);
+        header.set_entry_type(tar::EntryType::Regular);
+        builder.append_data(&mut header, name, &data[..]).unwrap();
+    }
+    let bytes = builder.into_inner().unwrap();
+    std::fs::write(tar, &bytes).unwrap();
+    let mut index = read_index(out);
+    index.shards[0].bytes = bytes.len() as u64;
+    index.shards[0].sha256 = format!("{:x}", Sha256::digest(&bytes));
+    std::fs::write(out.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+}
+
+/// What reading one key gave: (id, Ok or Err(stage, message)).
+type Outcome = (String, Result<(), (Stage, String)>);
+
+/// The outcome of each item of the dataset at `dir`, cut to `limit`.
+fn outcomes(dir: &Path, limit: Option<usize>) -> Vec<Outcome> {
+    let dataset = Dataset::open(&config(dir, limit, 100)).unwrap();
+    read_all(&dataset, &Fetcher::new().unwrap())
+        .into_iter()
+        .map(|item| match item {
+            Ok(s) => (s.image_id, Ok(())),
+            Err(e) => (e.image_id, Err((e.stage, e.message))),
+        })
+        .collect()
+}
+
+fn key(i: usize) -> String {
+    format!("ILSVRC2012_val_{i:08}")
+}
+
+#[test]
+fn a_member_the_index_does_not_list_fails_every_key_not_yet_yielded() {
+    // Keys 1 and 3 are label errors listed in the index, with no members; 0, 2, 4, 5 are packed.
+    let label_error = |i: usize| {
+        let message = match i {
+            1 => "unknown wnid n99999999".to_string(),
+            _ => format!("no label: not in LOC_val_solution.csv and no SRC/ILSVRC/Annotations/CLS-LOC/val/{}.xml", key(i)),
+        };
+        (key(i), Err((Stage::Label, message)))
+    };
+    let mismatch = |member: &str, after: usize| {
+        format!(
+            "member `{member}` follows `{}` but is not a later key of the index: the tar does not match index.json",
+            key(after)
+        )
+    };
+    let not_read = |i: usize, why: &str| (key(i), Err((Stage::Read, format!("shard shard-00000: {why}; `{}` not read", key(i)))));
+    let with_src = |mut got: Vec<Outcome>, src: &str| {
+        // Label messages name the source folder of the pack, which is gone; compare past it.
+        for (_, r) in &mut got {
+            if let Err((Stage::Label, m)) = r {
+                *m = m.replace(src, "SRC");
+            }
+        }
+        got
+    };
+
+    // An extra sample after the last key: the last key is not yielded yet when it is seen.
+    let (out, tar, src) = one_shard_of_six_with_source();
+    rewrite_tar(out.path(), &tar, |m| m.push(("zz_extra.jpg".into(), b"extra".to_vec())));
+    let why = mismatch("zz_extra.jpg", 5);
+    assert_eq!(
+        with_src(outcomes(out.path(), None), &src),
+        vec![
+            (key(0), Ok(())),
+            label_error(1),
+            (key(2), Ok(())),
+            label_error(3),
+            (key(4), Ok(())),
+            (key(5), Err((Stage::Read, format!("shard shard-00000: {why}")))),
+        ]
+    );
+    // With `limit` the shard is cut: members past the last kept key are expected there.
+    assert_eq!(with_src(outcomes(out.path(), Some(3)), &src), vec![(key(0), Ok(())), label_error(1), (key(2), Ok(()))]);
+
+    // A member whose name is no key at all, after key 4 (whose members end at 9): key 4 falls,
+    // unless `limit` cut the shard right there.
+    let (out, tar, src) = one_shard_of_six_with_source();
+    rewrite_tar(out.path(), &tar, |m| m.insert(9, ("not a key.jpg".into(), b"extra".to_vec())));
+    let why = "member `not a key.jpg` is not a plain `key.ext` name: rejected";
+    let whole = [(key(0), Ok(())), label_error(1), (key(2), Ok(())), label_error(3)];
+    assert_eq!(
+        with_src(outcomes(out.path(), None), &src),
+        [whole.to_vec(), vec![(key(4), Err((Stage::Read, format!("shard shard-00000: {why}")))), not_read(5, why)]].concat()
+    );
+    assert_eq!(with_src(outcomes(out.path(), Some(5)), &src), [whole.to_vec(), vec![(key(4), Ok(()))]].concat());
+
+    // An extra sample after key 0 (its three members come first): key 0 and every packed key after it fail.
+    let (out, tar, src) = one_shard_of_six_with_source();
+    rewrite_tar(out.path(), &tar, |m| m.insert(3, ("zz_extra.jpg".into(), b"extra".to_vec())));
+    let why = mismatch("zz_extra.jpg", 0);
+    assert_eq!(
+        with_src(outcomes(out.path(), None), &src),
+        vec![
+            (key(0), Err((Stage::Read, format!("shard shard-00000: {why}")))),
+            label_error(1),
+            not_read(2, &why),
+            label_error(3),
+            not_read(4, &why),
+            not_read(5, &why),
+        ]
+    );
+
+    // Key 0's image again after key 2's sample: key 0 does not yield twice, key 2 and on fail.
+    let (out, tar, src) = one_shard_of_six_with_source();
+    let again = format!("{}.jpg", key(0));
+    rewrite_tar(out.path(), &tar, |m| m.insert(6, (again.clone(), b"extra".to_vec())));
+    let why = mismatch(&again, 2);
+    assert_eq!(
+        with_src(outcomes(out.path(), None), &src),
+        vec![
+            (key(0), Ok(())),
+            label_error(1),
+            (key(2), Err((Stage::Read, format!("shard shard-00000: {why}")))),
+            label_error(3),
+            not_read(4, &why),
+            not_read(5, &why),
+        ]
+    );
+}
+
+#[test]
+fn an_index_listing_a_key_twice_or_one_tar_twice_is_refused() {
+    let src = tempfile::tempdir().unwrap();
+    tiny_kaggle(src.path(), 6, 100);
+    let out = tempfile::tempdir().unwrap();
+    write_shards(&Dataset::open(&config(src.path(), None, 100)).unwrap(), out.path(), 3, support::dims).unwrap();
+    let original = read_index(out.path());
+    let index_path = out.path().join("index.json");
+    let refused = |text: &str| {
+        std::fs::write(&index_path, text).unwrap();
+        Dataset::open(&config(out.path(), None, 100)).unwrap_err().to_string()
+    };
+    let prefix = format!("{}: ", index_path.display());
+
+    // In `keys`, across shards: key 0 again in place of key 3 (a listed error).
+    let mut bad = original.clone();
+    bad.shards[1].keys[0] = key(0);
+    bad.shards[1].errors.remove(&key(3));
+    bad.shards[1].sample_sha256.insert(key(0), original.shards[0].sample_sha256[&key(0)].clone());
+    assert_eq!(refused(&serde_json::to_string(&bad).unwrap()), format!("{prefix}shard `shard-00001`: key `{}` is listed twice", key(0)));
+
+    // In a JSON object, where a plain map would keep the last value without a word.
+    let text = serde_json::to_string(&original).unwrap();
+    let digest = &original.shards[0].sample_sha256[&key(0)];
+    let twice = text.replacen(
+        &format!("\"sample_sha256\":{{\"{}\":\"{digest}\"", key(0)),
+        &format!("\"sample_sha256\":{{\"{}\":\"{}\",\"{}\":\"{digest}\"", key(0), "0".repeat(64), key(0)),
+        1,
+    );
+    assert_ne!(twice, text);
+    let err = refused(&twice);
+    assert!(err.starts_with(&format!("{prefix}key `{}` appears twice in one JSON object at line 1 column ", key(0))), "{err}");
+    let error_json = serde_json::to_string(&original.shards[0].errors[&key(1)]).unwrap();
+    let twice = text.replacen(
+        &format!("\"errors\":{{\"{}\":{error_json}", key(1)),
+        &format!("\"errors\":{{\"{}\":{error_json},\"{}\":{error_json}", key(1), key(1)),
+        1,
+    );
+    assert_ne!(twice, text);
+    let err = refused(&twice);
+    assert!(err.starts_with(&format!("{prefix}key `{}` appears twice in one JSON object at line 1 column ", key(1))), "{err}");
+
+    // Two shards reading one tar.
+    let mut bad = original.clone();
+    bad.shards[1].file = "shard-00000.tar".into();
+    assert_eq!(
+        refused(&serde_json::to_string(&bad).unwrap()),
+        format!("{prefix}shard `shard-00001`: `file` `shard-00000.tar` is also the file of shard `shard-00000`")
+    );
 }

@@ -337,7 +337,9 @@ pub struct DataConfig {
     /// Tar shards keep the split they were written with.
     #[serde(default = "default_shard_size")]
     pub shard_size: usize,
-    /// Only the first `limit` images (sorted by id); for quick runs.
+    /// Only the first `limit` entries (sorted by id); for quick runs. Entries that can only
+    /// yield an error row (an id listed without an image file, a file that is not an image)
+    /// count like any other, so a folder and the shards packed from it cut at the same id.
     #[serde(default)]
     pub limit: Option<usize>,
     /// Decode refuses images above this many pixels instead of allocating them.
