@@ -6,6 +6,7 @@
 
 pub mod collect;
 pub mod figures;
+pub mod paired;
 pub mod pixels;
 pub mod run_info;
 pub mod stats;
