@@ -1,16 +1,18 @@
-//! One streaming pass over each table of a run into the accumulators of `stats.rs`; nothing holds a
-//! whole table in memory (the `images` table of a full ImageNet run is gigabytes). Also keeps the
-//! CAMs Figure 3 draws.
+//! One pass over each table of a run into one `ImageEntry` per (pair, image): the scalars every
+//! table's statistics and intervals need, never a whole table (the `images` table of a full
+//! ImageNet run is gigabytes, mostly its lists). Also keeps the CAMs Figure 3 draws.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 use arrow::array::{Array, RecordBatch};
 
 use tables::{column, read_table, BoolCol, F32Col, F64Col, I32Col, ListCol, Utf8Col};
 
-use crate::stats::{AucAcc, ImageAcc, ImageObs, RmseAcc};
+use types::{ByVariant, Variant};
+
+use crate::stats::{AucObs, BoxHits, ImageEntry, ImageObs, PairObs};
 
 /// A table's batches, or why the report has to do without it.
 pub fn optional_table(run_dir: &Path, name: &str) -> Result<Result<Vec<RecordBatch>, String>> {
@@ -73,13 +75,6 @@ impl Subset {
     }
 }
 
-/// A (model, variant) over all images and over its pair's subset.
-#[derive(Clone, Debug, Default)]
-pub struct VariantAccs {
-    pub all: ImageAcc,
-    pub subset: ImageAcc,
-}
-
 /// One variant's stored CAM of a Figure 3 image.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CamRow {
@@ -102,22 +97,48 @@ pub struct Fig3Row {
     pub quantized: Option<CamRow>,
 }
 
-#[derive(Default)]
-pub struct ImagesPass {
-    /// By (model, variant).
-    pub variants: BTreeMap<(String, String), VariantAccs>,
-    /// By model, then rank: the subset images with rank ≤ top_n.
-    pub fig3: BTreeMap<String, BTreeMap<i32, Fig3Row>>,
+/// Every image of every pair, by model then image_id: the order a group's draws index.
+pub type RunImages = BTreeMap<String, BTreeMap<String, ImageEntry>>;
+
+fn entry<'a>(images: &'a mut RunImages, model: &str, image_id: &str) -> &'a mut ImageEntry {
+    images.entry(model.to_string()).or_default().entry(image_id.to_string()).or_default()
 }
 
-pub fn images(run_dir: &Path, subset: &Subset, top_n: usize) -> Result<ImagesPass> {
-    let mut out = ImagesPass::default();
+fn side<T>(both: &mut ByVariant<T>, v: Variant) -> &mut T {
+    match v {
+        Variant::Float => &mut both.float,
+        Variant::Quantized => &mut both.quantized,
+    }
+}
+
+/// A row the run should not have written twice: the report would have to pick one.
+fn once<T>(slot: &mut Option<T>, value: T, table: &str, model: &str, image_id: &str, variant: &str) -> Result<()> {
+    if slot.is_some() {
+        bail!("`{table}` has two rows for image {image_id}, pair {model}{variant}");
+    }
+    *slot = Some(value);
+    Ok(())
+}
+
+#[derive(Default)]
+pub struct ImagesPass {
+    /// By model, then rank: the subset images with rank ≤ top_n.
+    pub fig3: BTreeMap<String, BTreeMap<i32, Fig3Row>>,
+    /// Rows whose `iou_curve` is not SPEC's 100 points (left out of MaxBoxAccV2, counted here).
+    pub bad_curves: usize,
+}
+
+/// Reads `images` into `out`, keeping per row only the scalars the tables use (and the
+/// histogram of subset images, for Figure 2), plus the CAMs Figure 3 draws.
+pub fn images(run_dir: &Path, subset: &Subset, top_n: usize, out: &mut RunImages) -> Result<ImagesPass> {
+    let mut pass = ImagesPass::default();
     for batch in read_table(run_dir, "images")? {
         let (image_id, shard) = (column::<Utf8Col>(&batch, "image_id"), column::<Utf8Col>(&batch, "shard"));
         let (model, variant) = (column::<Utf8Col>(&batch, "model"), column::<Utf8Col>(&batch, "variant"));
         let (top1, top5) = (column::<BoolCol>(&batch, "top1_correct"), column::<BoolCol>(&batch, "top5_correct"));
         let (infer_ms, cam_ms) = (column::<F32Col>(&batch, "infer_ms"), column::<F32Col>(&batch, "cam_ms"));
         let iou = column::<F32Col>(&batch, "iou");
+        let act_mean = column::<F64Col>(&batch, "act_mean");
         let entropy = column::<F64Col>(&batch, "act_entropy");
         let std = column::<F64Col>(&batch, "act_std");
         let sparsity = column::<F64Col>(&batch, "act_sparsity");
@@ -127,28 +148,33 @@ pub fn images(run_dir: &Path, subset: &Subset, top_n: usize) -> Result<ImagesPas
         let cam = lists::<F32Col>(&batch, "cam");
         let bbox = lists::<I32Col>(&batch, "box");
         for i in 0..batch.num_rows() {
+            let (m, id, v) = (model.value(i), image_id.value(i), variant.value(i));
+            let in_subset = subset.get(m, id);
+            let box_hits = BoxHits::new(f32_list(&iou_curve, i));
+            pass.bad_curves += box_hits.is_none() as usize;
             let obs = ImageObs {
                 top1_correct: top1.value(i),
                 top5_correct: top5.value(i),
                 infer_ms: infer_ms.value(i),
                 cam_ms: cam_ms.value(i),
                 iou: iou.value(i),
-                iou_curve: f32_list(&iou_curve, i),
-                act_entropy: entropy.value(i),
+                box_hits,
+                act_mean: act_mean.value(i),
                 act_std: std.value(i),
                 act_sparsity: sparsity.value(i),
-                act_hist: f32_list(&act_hist, i),
+                act_entropy: entropy.value(i),
+                act_hist: in_subset.map(|_| f32_list(&act_hist, i).to_vec()),
             };
-            let (m, v) = (model.value(i), variant.value(i));
-            let accs = out.variants.entry((m.to_string(), v.to_string())).or_default();
-            accs.all.add(&obs);
-            let Some((rank, rmse)) = subset.get(m, image_id.value(i)) else { continue };
-            accs.subset.add(&obs);
+            let (top1_correct, iou_value) = (obs.top1_correct, obs.iou);
+            let parsed: Variant = v.parse()?;
+            let e = entry(out, m, id);
+            once(side(&mut e.variants, parsed), obs, "images", m, id, &format!(", variant {v}"))?;
+            let Some((rank, rmse)) = in_subset else { continue };
             if rank < 1 || rank as usize > top_n {
                 continue;
             }
-            let row = out.fig3.entry(m.to_string()).or_default().entry(rank).or_insert_with(|| Fig3Row {
-                image_id: image_id.value(i).to_string(),
+            let row = pass.fig3.entry(m.to_string()).or_default().entry(rank).or_insert_with(|| Fig3Row {
+                image_id: id.to_string(),
                 shard: shard.value(i).to_string(),
                 rank,
                 rmse,
@@ -160,55 +186,55 @@ pub fn images(run_dir: &Path, subset: &Subset, top_n: usize) -> Result<ImagesPas
                 cam_w: cam_w.value(i).max(0) as usize,
                 cam: f32_list(&cam, i).to_vec(),
                 bbox: if b.len() == 4 { [b[0], b[1], b[2], b[3]] } else { [0; 4] },
-                iou: obs.iou,
-                top1_correct: obs.top1_correct,
+                iou: iou_value,
+                top1_correct,
             };
-            match v {
-                "float" => row.float = Some(cam_row),
-                "quantized" => row.quantized = Some(cam_row),
-                _ => {}
+            match parsed {
+                Variant::Float => row.float = Some(cam_row),
+                Variant::Quantized => row.quantized = Some(cam_row),
             }
         }
     }
-    Ok(out)
+    Ok(pass)
 }
 
-/// A pair's CAM distances over all images and over its subset (pairs ⋈ subset on model, image_id).
-#[derive(Clone, Debug, Default)]
-pub struct PairAccs {
-    pub all: RmseAcc,
-    pub subset: RmseAcc,
-}
-
-pub fn pairs(run_dir: &Path, subset: &Subset) -> Result<BTreeMap<String, PairAccs>> {
-    let mut out: BTreeMap<String, PairAccs> = BTreeMap::new();
+/// Reads `pairs` into `out`.
+pub fn pairs(run_dir: &Path, out: &mut RunImages) -> Result<()> {
     for batch in read_table(run_dir, "pairs")? {
         let (image_id, model) = (column::<Utf8Col>(&batch, "image_id"), column::<Utf8Col>(&batch, "model"));
         let (rmse, flipped) = (column::<F32Col>(&batch, "rmse"), column::<F32Col>(&batch, "rmse_flipped"));
         for i in 0..batch.num_rows() {
-            let accs = out.entry(model.value(i).to_string()).or_default();
-            accs.all.add(rmse.value(i), flipped.value(i));
-            if subset.get(model.value(i), image_id.value(i)).is_some() {
-                accs.subset.add(rmse.value(i), flipped.value(i));
-            }
+            let (m, id) = (model.value(i), image_id.value(i));
+            let obs = PairObs { rmse: rmse.value(i), rmse_flipped: flipped.value(i) };
+            once(&mut entry(out, m, id).pair, obs, "pairs", m, id, "")?;
         }
     }
-    Ok(out)
+    Ok(())
 }
 
-/// Deletion and insertion AUCs by (model, variant).
-pub fn perturbation(batches: &[RecordBatch]) -> BTreeMap<(String, String), AucAcc> {
-    let mut out: BTreeMap<(String, String), AucAcc> = BTreeMap::new();
+/// Reads `perturbation`'s AUCs into `out`.
+pub fn perturbation(batches: &[RecordBatch], out: &mut RunImages) -> Result<()> {
     for batch in batches {
-        let (model, variant) = (column::<Utf8Col>(batch, "model"), column::<Utf8Col>(batch, "variant"));
+        let (image_id, model) = (column::<Utf8Col>(batch, "image_id"), column::<Utf8Col>(batch, "model"));
+        let variant = column::<Utf8Col>(batch, "variant");
         let (del, ins) = (column::<F32Col>(batch, "deletion_auc"), column::<F32Col>(batch, "insertion_auc"));
         for i in 0..batch.num_rows() {
-            out.entry((model.value(i).to_string(), variant.value(i).to_string()))
-                .or_default()
-                .add(del.value(i), ins.value(i));
+            let (m, id, v) = (model.value(i), image_id.value(i), variant.value(i));
+            let obs = AucObs { deletion: del.value(i), insertion: ins.value(i) };
+            let slot = side(&mut entry(out, m, id).perturbation, v.parse()?);
+            once(slot, obs, "perturbation", m, id, &format!(", variant {v}"))?;
         }
     }
-    out
+    Ok(())
+}
+
+/// Marks the subset's images (an image of the subset without other rows still counts as one).
+pub fn mark_subset(subset: &Subset, out: &mut RunImages) {
+    for (model, ids) in &subset.by_model {
+        for id in ids.keys() {
+            entry(out, model, id).in_subset = true;
+        }
+    }
 }
 
 /// Error rows by stage, so a reader sees what did not make it into the tables.

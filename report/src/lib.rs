@@ -4,8 +4,11 @@
 //! line that says so; Figure 3, which needs the images themselves, is skipped with its reason when
 //! the data source is not reachable.
 
+pub mod bootstrap;
 pub mod collect;
+pub mod estimates;
 pub mod figures;
+pub mod paired;
 pub mod pixels;
 pub mod run_info;
 pub mod stats;
@@ -19,12 +22,14 @@ use std::path::Path;
 use anyhow::Result;
 use operators::decode::decode_sample;
 use operators::eigencam::cam_full;
-use types::BoxXyxy;
+use types::{BoxXyxy, Variant};
 
-use collect::{Fig3Row, PairAccs, Subset, VariantAccs};
+pub use bootstrap::{ConfigError, Estimate, ReportConfig};
+use collect::{Fig3Row, RunImages, Subset};
+use estimates::{estimate_group, GroupEstimates, Of, Scope};
 use figures::{CamTile, Fig3Panel, HistPanel};
 use run_info::RunInfo;
-use stats::{dice, speedup, AucAcc, ImageAcc};
+use stats::{mean_hist, ImageEntry, Metric};
 use table::{Cell, Column, OutTable};
 
 /// The folder inside a run that the report writes.
@@ -51,10 +56,30 @@ pub fn report_with(run_dir: &Path, opts: &Options) -> Result<String> {
     let subset_batches = collect::optional_table(run_dir, "subset")?;
     let subset = subset_batches.as_ref().map(|b| Subset::read(b)).unwrap_or_default();
     let subset_absent = subset_batches.as_ref().err().cloned();
-    let images = collect::images(run_dir, &subset, opts.top_n)?;
-    let pairs = collect::pairs(run_dir, &subset)?;
-    let perturbation = collect::optional_table(run_dir, "perturbation")?.map(|b| collect::perturbation(&b));
+    let mut images = RunImages::new();
+    let pass = collect::images(run_dir, &subset, opts.top_n, &mut images)?;
+    collect::pairs(run_dir, &mut images)?;
+    let perturbation_absent = match collect::optional_table(run_dir, "perturbation")? {
+        Ok(batches) => {
+            collect::perturbation(&batches, &mut images)?;
+            None
+        }
+        Err(why) => Some(why),
+    };
+    collect::mark_subset(&subset, &mut images);
     let errors = collect::errors(run_dir)?;
+    let config = &run.config;
+    let pairs: Vec<PairEstimates> = images
+        .iter()
+        .map(|(model, images)| PairEstimates {
+            model,
+            weights: run.pair_weights(model),
+            images,
+            all: estimate_group(config, model, Scope::All, images),
+            subset: subset_absent.is_none().then(|| estimate_group(config, model, Scope::Subset, images)),
+            perturbed: perturbation_absent.is_none().then(|| estimate_group(config, model, Scope::Perturbed, images)),
+        })
+        .collect();
 
     let out_dir = run_dir.join(REPORT_DIR);
     prepare_out_dir(&out_dir)?;
@@ -63,6 +88,14 @@ pub fn report_with(run_dir: &Path, opts: &Options) -> Result<String> {
         doc,
         "Weights: real = published weights; substitute = a labelled stand-in; random = random init (not a \
          result). Pair tables give them as float/int8. Variant `quantized` is the int8 model.\n"
+    );
+    let pct = (100.0 * config.confidence * 1e6).round() / 1e6;
+    let _ = writeln!(
+        doc,
+        "Intervals: `value [lo, hi]` is a {pct} % percentile bootstrap interval over images ({} resamples, \
+         seed {}); both variants of an image are resampled together. It says how much the value would move \
+         on other images like these, not how the models differ: Table 12 tests that.\n",
+        config.resamples, config.seed
     );
     let mut emit = |doc: &mut String, t: &OutTable| -> Result<()> {
         doc.push_str(&t.markdown());
@@ -73,11 +106,10 @@ pub fn report_with(run_dir: &Path, opts: &Options) -> Result<String> {
         let _ = writeln!(doc, "### {}\n\nAbsent: {why}.\n", id.title);
     };
 
-    let variant_rows = variant_rows(&run, &images.variants);
+    let variant_rows = variant_rows(&run, &pairs);
     emit(&mut doc, &build(T01, &classification_columns(), &variant_rows))?;
 
-    let pair_rows: Vec<PairRow> =
-        pairs.iter().map(|(m, a)| PairRow { model: m, weights: run.pair_weights(m), accs: a }).collect();
+    let pair_rows: Vec<&PairEstimates> = pairs.iter().filter(|p| p.all.get(Of::Pair, Metric::Rmse).n > 0).collect();
     emit(&mut doc, &build(T03, &rmse_columns(), &pair_rows))?;
     match (&subset_absent, run.top_fraction) {
         (Some(why), _) => {
@@ -98,29 +130,32 @@ pub fn report_with(run_dir: &Path, opts: &Options) -> Result<String> {
         }
         None => {
             emit(&mut doc, &build(T04, &activations_columns(), &variant_rows))?;
-            figure2_section(&mut doc, &run, &images.variants, &out_dir, &mut emit)?;
+            figure2_section(&mut doc, &pairs, &out_dir, &mut emit)?;
             emit(&mut doc, &build(T06, &subset_accuracy_columns(), &variant_rows))?;
         }
     }
 
     emit(&mut doc, &build(T08, &timing_columns(), &variant_rows))?;
 
-    match &perturbation {
-        Ok(accs) => {
-            let rows: Vec<AucRow> = accs
+    match &perturbation_absent {
+        None => {
+            let rows: Vec<AucRow> = pairs
                 .iter()
-                .map(|((m, v), acc)| AucRow { model: m, variant: v, weights: run.weights(m, v), acc })
+                .flat_map(|pair| {
+                    Variant::BOTH.map(|variant| AucRow { pair, variant, weights: run.weights(pair.model, variant.as_str()) })
+                })
+                .filter(|r| r.get(Metric::DeletionAuc).n > 0)
                 .collect();
             emit(&mut doc, &build(T10, &perturbation_columns(), &rows))?;
         }
-        Err(why) => absent(&mut doc, T10, why),
+        Some(why) => absent(&mut doc, T10, why),
     }
 
     let wsol_rows: Vec<WsolRow> = variant_rows
         .iter()
-        .flat_map(|r| {
-            let all = WsolRow { row: r, scope: "all", acc: &r.accs.all };
-            let subset = WsolRow { row: r, scope: "subset", acc: &r.accs.subset };
+        .flat_map(|row| {
+            let all = WsolRow { row, scope: Scope::All };
+            let subset = WsolRow { row, scope: Scope::Subset };
             if subset_absent.is_some() { vec![all] } else { vec![all, subset] }
         })
         .collect();
@@ -130,14 +165,29 @@ pub fn report_with(run_dir: &Path, opts: &Options) -> Result<String> {
     if let Some(why) = &subset_absent {
         let _ = writeln!(doc, "WSOL over the subset is absent: {why}.\n");
     }
-    let bad: usize = images.variants.values().map(|a| a.all.bad_curves).sum();
-    if bad > 0 {
+    if pass.bad_curves > 0 {
+        let bad = pass.bad_curves;
         let _ = writeln!(doc, "{bad} image rows have an `iou_curve` not 100 points long; MaxBoxAccV2 skips them.\n");
     }
 
+    let paired_rows: Vec<PairedRow> = pairs
+        .iter()
+        .flat_map(|pair| {
+            [Scope::All, Scope::Subset, Scope::Perturbed]
+                .into_iter()
+                .filter_map(|scope| Some((scope, pair.group(scope)?)))
+                .filter(|(_, group)| group.images > 0)
+                .flat_map(move |(scope, group)| {
+                    scope.compared().iter().map(move |&metric| PairedRow { pair, group, scope, metric })
+                })
+        })
+        .collect();
+    emit(&mut doc, &build(T12, &paired_columns(), &paired_rows))?;
+    let _ = writeln!(doc, "{}\n", T12_NOTE);
+
     match &subset_absent {
         Some(why) => absent(&mut doc, F03, why),
-        None => figure3_section(&mut doc, run_dir, &run, &images.fig3, opts.top_n, &out_dir)?,
+        None => figure3_section(&mut doc, run_dir, &run, &pass.fig3, opts.top_n, &out_dir)?,
     }
 
     if !errors.is_empty() {
@@ -161,6 +211,32 @@ fn prepare_out_dir(out_dir: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// One pair: its images and the estimates over each scope the run has.
+struct PairEstimates<'a> {
+    model: &'a str,
+    weights: String,
+    images: &'a BTreeMap<String, ImageEntry>,
+    all: GroupEstimates,
+    /// `None` when the run has no subset table (and so for Tables 4–7 and Figures 2–3).
+    subset: Option<GroupEstimates>,
+    /// `None` when the run has no perturbation table.
+    perturbed: Option<GroupEstimates>,
+}
+
+impl PairEstimates<'_> {
+    fn group(&self, scope: Scope) -> Option<&GroupEstimates> {
+        match scope {
+            Scope::All => Some(&self.all),
+            Scope::Subset => self.subset.as_ref(),
+            Scope::Perturbed => self.perturbed.as_ref(),
+        }
+    }
+
+    fn get(&self, scope: Scope, of: Of, metric: Metric) -> Estimate {
+        self.group(scope).map(|g| g.get(of, metric)).unwrap_or_default()
+    }
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -199,161 +275,239 @@ const T10: TableId = TableId {
     title: "Table 10: deletion and insertion AUC per variant (SPEC §5)",
 };
 const T11: TableId = TableId { stem: "table11_wsol", title: "Table 11: weakly supervised localization (SPEC §6)" };
+const T12: TableId = TableId {
+    stem: "table12_paired",
+    title: "Table 12: int8 − float on the same images: mean paired difference and paired test",
+};
+const T12_NOTE: &str = "Per image, int8 minus float, over the images both variants have; `_pct` metrics in \
+    percentage points. Test: Wilcoxon signed-rank (zeros dropped, mid-ranks for ties; p exact up to 50 pairs \
+    without zeros or ties, exact over all sign flips up to 13 pairs, else normal) or, for right/wrong \
+    metrics, McNemar's exact test on the discordant images. Two-sided, not corrected for the many rows.";
 const F03: TableId = TableId { stem: "figure03", title: "Figure 3: CAMs of the highest-RMSE subset images" };
 
 fn build<R>(id: TableId, columns: &[Column<R>], rows: &[R]) -> OutTable {
     OutTable::build(id.stem, id.title, columns, rows)
 }
 
-/// One (model, variant), for the per-variant tables.
-struct VariantRow<'a> {
-    model: &'a str,
-    variant: &'a str,
-    weights: String,
-    bytes: Option<u64>,
-    accs: &'a VariantAccs,
-    /// Float total time over this variant's.
-    speedup: Option<f64>,
-}
-
-fn variant_rows<'a>(run: &RunInfo, variants: &'a BTreeMap<(String, String), VariantAccs>) -> Vec<VariantRow<'a>> {
-    variants
-        .iter()
-        .map(|((model, variant), accs)| {
-            let float_ms = variants.get(&(model.clone(), "float".into())).and_then(|f| f.all.total_ms.value());
-            VariantRow {
-                model,
-                variant,
-                weights: run.weights(model, variant),
-                bytes: run.bytes(model, variant),
-                accs,
-                speedup: speedup(float_ms, accs.all.total_ms.value()),
-            }
-        })
-        .collect()
-}
-
 fn text(s: &str) -> Cell {
     Cell::Text(s.to_string())
 }
 
+fn est(e: Estimate, metric: Metric) -> Cell {
+    Cell::Est(e, metric.digits())
+}
+
+/// One (model, variant), for the per-variant tables.
+struct VariantRow<'a> {
+    pair: &'a PairEstimates<'a>,
+    variant: Variant,
+    weights: String,
+    bytes: Option<u64>,
+}
+
+impl VariantRow<'_> {
+    fn get(&self, scope: Scope, metric: Metric) -> Estimate {
+        self.pair.get(scope, Of::Variant(self.variant), metric)
+    }
+
+    fn all(&self, metric: Metric) -> Cell {
+        est(self.get(Scope::All, metric), metric)
+    }
+
+    fn subset(&self, metric: Metric) -> Cell {
+        est(self.get(Scope::Subset, metric), metric)
+    }
+}
+
+fn variant_rows<'a>(run: &RunInfo, pairs: &'a [PairEstimates<'a>]) -> Vec<VariantRow<'a>> {
+    pairs
+        .iter()
+        .flat_map(|pair| {
+            Variant::BOTH.map(|variant| VariantRow {
+                pair,
+                variant,
+                weights: run.weights(pair.model, variant.as_str()),
+                bytes: run.bytes(pair.model, variant.as_str()),
+            })
+        })
+        .filter(|r| r.get(Scope::All, Metric::Top1Pct).n > 0)
+        .collect()
+}
+
 fn classification_columns<'a>() -> [Column<VariantRow<'a>>; 8] {
     [
-        Column { name: "model", cell: |r| text(r.model) },
-        Column { name: "variant", cell: |r| text(r.variant) },
-        Column { name: "weights", cell: |r| text(&r.weights) },
-        Column { name: "images", cell: |r| Cell::Int(r.accs.all.images()) },
-        Column { name: "top1_pct", cell: |r| Cell::Num(r.accs.all.top1.pct(), 1) },
-        Column { name: "top5_pct", cell: |r| Cell::Num(r.accs.all.top5.pct(), 1) },
-        Column { name: "size_mb", cell: |r| Cell::Num(r.bytes.map(|b| b as f64 / 1e6), 2) },
-        Column { name: "infer_ms", cell: |r| Cell::Num(r.accs.all.infer_ms.value(), 2) },
+        Column::new("model", |r| text(r.pair.model)),
+        Column::new("variant", |r| text(r.variant.as_str())),
+        Column::new("weights", |r| text(&r.weights)),
+        Column::new("images", |r| Cell::Int(r.get(Scope::All, Metric::Top1Pct).n)),
+        Column::estimate("top1_pct", |r| r.all(Metric::Top1Pct)),
+        Column::estimate("top5_pct", |r| r.all(Metric::Top5Pct)),
+        Column::new("size_mb", |r| Cell::Num(r.bytes.map(|b| b as f64 / 1e6), 2)),
+        Column::estimate("infer_ms", |r| r.all(Metric::InferMs)),
     ]
 }
 
 fn activations_columns<'a>() -> [Column<VariantRow<'a>>; 7] {
     [
-        Column { name: "model", cell: |r| text(r.model) },
-        Column { name: "variant", cell: |r| text(r.variant) },
-        Column { name: "weights", cell: |r| text(&r.weights) },
-        Column { name: "subset_images", cell: |r| Cell::Int(r.accs.subset.images()) },
-        Column { name: "act_entropy_bits", cell: |r| Cell::Num(r.accs.subset.act_entropy.value(), 3) },
-        Column { name: "act_std", cell: |r| Cell::Num(r.accs.subset.act_std.value(), 4) },
-        Column { name: "act_sparsity_pct", cell: |r| Cell::Num(r.accs.subset.act_sparsity.value(), 2) },
+        Column::new("model", |r| text(r.pair.model)),
+        Column::new("variant", |r| text(r.variant.as_str())),
+        Column::new("weights", |r| text(&r.weights)),
+        Column::new("subset_images", |r| Cell::Int(r.get(Scope::Subset, Metric::ActEntropyBits).n)),
+        Column::estimate("act_entropy_bits", |r| r.subset(Metric::ActEntropyBits)),
+        Column::estimate("act_std", |r| r.subset(Metric::ActStd)),
+        Column::estimate("act_sparsity_pct", |r| r.subset(Metric::ActSparsityPct)),
     ]
 }
 
 fn subset_accuracy_columns<'a>() -> [Column<VariantRow<'a>>; 6] {
     [
-        Column { name: "model", cell: |r| text(r.model) },
-        Column { name: "variant", cell: |r| text(r.variant) },
-        Column { name: "weights", cell: |r| text(&r.weights) },
-        Column { name: "subset_images", cell: |r| Cell::Int(r.accs.subset.images()) },
-        Column { name: "top1_pct", cell: |r| Cell::Num(r.accs.subset.top1.pct(), 1) },
-        Column { name: "top5_pct", cell: |r| Cell::Num(r.accs.subset.top5.pct(), 1) },
+        Column::new("model", |r| text(r.pair.model)),
+        Column::new("variant", |r| text(r.variant.as_str())),
+        Column::new("weights", |r| text(&r.weights)),
+        Column::new("subset_images", |r| Cell::Int(r.get(Scope::Subset, Metric::Top1Pct).n)),
+        Column::estimate("top1_pct", |r| r.subset(Metric::Top1Pct)),
+        Column::estimate("top5_pct", |r| r.subset(Metric::Top5Pct)),
     ]
 }
 
 fn timing_columns<'a>() -> [Column<VariantRow<'a>>; 8] {
     [
-        Column { name: "model", cell: |r| text(r.model) },
-        Column { name: "variant", cell: |r| text(r.variant) },
-        Column { name: "weights", cell: |r| text(&r.weights) },
-        Column { name: "images", cell: |r| Cell::Int(r.accs.all.images()) },
-        Column { name: "infer_ms", cell: |r| Cell::Num(r.accs.all.infer_ms.value(), 2) },
-        Column { name: "cam_ms", cell: |r| Cell::Num(r.accs.all.cam_ms.value(), 2) },
-        Column { name: "total_ms", cell: |r| Cell::Num(r.accs.all.total_ms.value(), 2) },
-        Column { name: "speedup_vs_float", cell: |r| Cell::Num(r.speedup, 2) },
+        Column::new("model", |r| text(r.pair.model)),
+        Column::new("variant", |r| text(r.variant.as_str())),
+        Column::new("weights", |r| text(&r.weights)),
+        Column::new("images", |r| Cell::Int(r.get(Scope::All, Metric::TotalMs).n)),
+        Column::estimate("infer_ms", |r| r.all(Metric::InferMs)),
+        Column::estimate("cam_ms", |r| r.all(Metric::CamMs)),
+        Column::estimate("total_ms", |r| r.all(Metric::TotalMs)),
+        Column::estimate("speedup_vs_float", |r| r.all(Metric::SpeedupVsFloat)),
     ]
 }
 
-/// One pair, for Table 3.
-struct PairRow<'a> {
-    model: &'a str,
-    weights: String,
-    accs: &'a PairAccs,
+/// Table 3's columns of one scope: images, the mean RMSEs and the sign audit's share.
+macro_rules! rmse_scope {
+    ($scope:expr, $images:literal, $rmse:literal, $flipped:literal, $closer:literal) => {
+        [
+            Column::new($images, |p: &&PairEstimates| Cell::Int(p.get($scope, Of::Pair, Metric::Rmse).n)),
+            Column::estimate($rmse, |p| est(p.get($scope, Of::Pair, Metric::Rmse), Metric::Rmse)),
+            Column::estimate($flipped, |p| est(p.get($scope, Of::Pair, Metric::RmseFlipped), Metric::RmseFlipped)),
+            Column::estimate($closer, |p| est(p.get($scope, Of::Pair, Metric::FlippedCloserPct), Metric::FlippedCloserPct)),
+        ]
+    };
 }
 
-fn rmse_columns<'a>() -> [Column<PairRow<'a>>; 10] {
-    [
-        Column { name: "model", cell: |r| text(r.model) },
-        Column { name: "weights", cell: |r| text(&r.weights) },
-        Column { name: "images", cell: |r| Cell::Int(r.accs.all.rmse.n) },
-        Column { name: "mean_rmse", cell: |r| Cell::Num(r.accs.all.rmse.value(), 2) },
-        Column { name: "mean_rmse_flipped", cell: |r| Cell::Num(r.accs.all.rmse_flipped.value(), 2) },
-        Column { name: "flipped_closer_pct", cell: |r| Cell::Num(r.accs.all.flipped_closer.pct(), 1) },
-        Column { name: "subset_images", cell: |r| Cell::Int(r.accs.subset.rmse.n) },
-        Column { name: "subset_mean_rmse", cell: |r| Cell::Num(r.accs.subset.rmse.value(), 2) },
-        Column { name: "subset_mean_rmse_flipped", cell: |r| Cell::Num(r.accs.subset.rmse_flipped.value(), 2) },
-        Column { name: "subset_flipped_closer_pct", cell: |r| Cell::Num(r.accs.subset.flipped_closer.pct(), 1) },
-    ]
+fn rmse_columns<'a>() -> Vec<Column<&'a PairEstimates<'a>>> {
+    let mut columns =
+        vec![Column::new("model", |p: &&PairEstimates| text(p.model)), Column::new("weights", |p| text(&p.weights))];
+    columns.extend(rmse_scope!(Scope::All, "images", "mean_rmse", "mean_rmse_flipped", "flipped_closer_pct"));
+    columns.extend(rmse_scope!(
+        Scope::Subset,
+        "subset_images",
+        "subset_mean_rmse",
+        "subset_mean_rmse_flipped",
+        "subset_flipped_closer_pct"
+    ));
+    columns
 }
 
 /// One (model, variant) of the perturbation table.
 struct AucRow<'a> {
-    model: &'a str,
-    variant: &'a str,
+    pair: &'a PairEstimates<'a>,
+    variant: Variant,
     weights: String,
-    acc: &'a AucAcc,
+}
+
+impl AucRow<'_> {
+    fn get(&self, metric: Metric) -> Estimate {
+        self.pair.get(Scope::Perturbed, Of::Variant(self.variant), metric)
+    }
 }
 
 fn perturbation_columns<'a>() -> [Column<AucRow<'a>>; 6] {
     [
-        Column { name: "model", cell: |r| text(r.model) },
-        Column { name: "variant", cell: |r| text(r.variant) },
-        Column { name: "weights", cell: |r| text(&r.weights) },
-        Column { name: "images", cell: |r| Cell::Int(r.acc.deletion.n) },
-        Column { name: "deletion_auc", cell: |r| Cell::Num(r.acc.deletion.value(), 4) },
-        Column { name: "insertion_auc", cell: |r| Cell::Num(r.acc.insertion.value(), 4) },
+        Column::new("model", |r| text(r.pair.model)),
+        Column::new("variant", |r| text(r.variant.as_str())),
+        Column::new("weights", |r| text(&r.weights)),
+        Column::new("images", |r| Cell::Int(r.get(Metric::DeletionAuc).n)),
+        Column::estimate("deletion_auc", |r| est(r.get(Metric::DeletionAuc), Metric::DeletionAuc)),
+        Column::estimate("insertion_auc", |r| est(r.get(Metric::InsertionAuc), Metric::InsertionAuc)),
     ]
 }
 
 /// One (model, variant) over one set of images, for the WSOL table.
 struct WsolRow<'a> {
     row: &'a VariantRow<'a>,
-    scope: &'static str,
-    acc: &'a ImageAcc,
+    scope: Scope,
+}
+
+impl WsolRow<'_> {
+    fn get(&self, metric: Metric) -> Cell {
+        est(self.row.get(self.scope, metric), metric)
+    }
 }
 
 fn wsol_columns<'a>() -> [Column<WsolRow<'a>>; 8] {
     [
-        Column { name: "model", cell: |r| text(r.row.model) },
-        Column { name: "variant", cell: |r| text(r.row.variant) },
-        Column { name: "weights", cell: |r| text(&r.row.weights) },
-        Column { name: "scope", cell: |r| text(r.scope) },
-        Column { name: "images", cell: |r| Cell::Int(r.acc.images()) },
-        Column { name: "mean_iou", cell: |r| Cell::Num(r.acc.iou.value(), 4) },
-        Column { name: "maxboxacc_v2_pct", cell: |r| Cell::Num(r.acc.max_box_acc_v2_pct(), 2) },
-        Column { name: "top1_loc_pct", cell: |r| Cell::Num(r.acc.top1_loc.pct(), 2) },
+        Column::new("model", |r| text(r.row.pair.model)),
+        Column::new("variant", |r| text(r.row.variant.as_str())),
+        Column::new("weights", |r| text(&r.row.weights)),
+        Column::new("scope", |r| text(r.scope.as_str())),
+        Column::new("images", |r| Cell::Int(r.row.get(r.scope, Metric::Iou).n)),
+        Column::estimate("mean_iou", |r| r.get(Metric::Iou)),
+        Column::estimate("maxboxacc_v2_pct", |r| r.get(Metric::MaxBoxAccV2Pct)),
+        Column::estimate("top1_loc_pct", |r| r.get(Metric::Top1LocPct)),
     ]
 }
 
-/// One pair of Figure 2, as a table of its Dice coefficient.
-const DICE: [Column<HistPanel>; 4] = [
-    Column { name: "model", cell: |p| Cell::Text(p.model.clone()) },
-    Column { name: "weights", cell: |p| Cell::Text(p.weights.clone()) },
-    Column { name: "subset_images", cell: |p| Cell::Int(p.images) },
-    Column { name: "dice", cell: |p| Cell::Num(Some(p.dice), 4) },
-];
+/// One metric of one pair over one scope, for Table 12.
+struct PairedRow<'a> {
+    pair: &'a PairEstimates<'a>,
+    group: &'a GroupEstimates,
+    scope: Scope,
+    metric: Metric,
+}
+
+impl PairedRow<'_> {
+    fn get(&self, of: Of) -> Cell {
+        est(self.group.get(of, self.metric), self.metric)
+    }
+
+    fn test(&self) -> Option<paired::TestResult> {
+        self.group.test(self.metric)
+    }
+}
+
+fn paired_columns<'a>() -> [Column<PairedRow<'a>>; 13] {
+    [
+        Column::new("model", |r| text(r.pair.model)),
+        Column::new("weights", |r| text(&r.pair.weights)),
+        Column::new("scope", |r| text(r.scope.as_str())),
+        Column::new("metric", |r| text(r.metric.name())),
+        Column::new("images", |r| Cell::Int(r.group.get(Of::Diff, r.metric).n)),
+        Column::estimate("float_mean", |r| r.get(Of::Paired(Variant::Float))),
+        Column::estimate("quantized_mean", |r| r.get(Of::Paired(Variant::Quantized))),
+        Column::estimate("mean_diff", |r| r.get(Of::Diff)),
+        Column::new("test", |r| text(if r.metric.binary() { "mcnemar" } else { "wilcoxon" })),
+        Column::new("nonzero", |r| Cell::Int(r.test().map_or(0, |t| t.nonzero))),
+        Column::new("statistic", |r| Cell::Num(r.test().map(|t| t.statistic), 1)),
+        Column::new("p_value", |r| Cell::P(r.test().map(|t| t.p_value))),
+        Column::new("p_method", |r| text(r.test().map_or("", |t| t.p_method.as_str()))),
+    ]
+}
+
+/// One pair of Figure 2: its Dice coefficient with its interval.
+struct DiceRow<'a> {
+    panel: &'a HistPanel,
+    dice: Estimate,
+}
+
+fn dice_columns<'a>() -> [Column<DiceRow<'a>>; 4] {
+    [
+        Column::new("model", |r| text(&r.panel.model)),
+        Column::new("weights", |r| text(&r.panel.weights)),
+        Column::new("subset_images", |r| Cell::Int(r.panel.images)),
+        Column::estimate("dice", |r| est(r.dice, Metric::Dice)),
+    ]
+}
 
 /// One bin of one variant's mean histogram, so Figure 2 can be redrawn elsewhere (CSV only).
 struct HistBin<'a> {
@@ -365,10 +519,10 @@ struct HistBin<'a> {
 
 fn histograms_columns<'a>() -> [Column<HistBin<'a>>; 4] {
     [
-        Column { name: "model", cell: |r| text(r.model) },
-        Column { name: "variant", cell: |r| text(r.variant) },
-        Column { name: "bin", cell: |r| Cell::Int(r.bin) },
-        Column { name: "mean_share", cell: |r| Cell::Num(Some(r.share), 8) },
+        Column::new("model", |r| text(r.model)),
+        Column::new("variant", |r| text(r.variant)),
+        Column::new("bin", |r| Cell::Int(r.bin)),
+        Column::new("mean_share", |r| Cell::Num(Some(r.share), 8)),
     ]
 }
 
@@ -377,22 +531,25 @@ fn histograms_columns<'a>() -> [Column<HistBin<'a>>; 4] {
 
 fn figure2_section(
     doc: &mut String,
-    run: &RunInfo,
-    variants: &BTreeMap<(String, String), VariantAccs>,
+    pairs: &[PairEstimates],
     out_dir: &Path,
     emit: &mut impl FnMut(&mut String, &OutTable) -> Result<()>,
 ) -> Result<()> {
-    let models: BTreeSet<&str> = variants.keys().map(|(m, _)| m.as_str()).collect();
     let mut panels = Vec::new();
-    for model in models {
-        let hist = |v: &str| variants.get(&(model.to_string(), v.to_string())).and_then(|a| a.subset.act_hist.value());
-        let (Some(float), Some(quantized)) = (hist("float"), hist("quantized")) else { continue };
-        if float.len() != quantized.len() {
-            continue;
-        }
-        let images = variants[&(model.to_string(), "float".to_string())].subset.images();
-        let dice = dice(&float, &quantized);
-        panels.push(HistPanel { model: model.into(), weights: run.pair_weights(model), images, float, quantized, dice });
+    let mut dices = Vec::new();
+    for pair in pairs {
+        let subset: Vec<&ImageEntry> = pair.images.values().filter(|e| e.in_subset).collect();
+        let hist = |v: Variant| {
+            let hists: Vec<Option<&[f32]>> =
+                subset.iter().map(|e| e.variants[v].as_ref().and_then(|o| o.act_hist.as_deref())).collect();
+            mean_hist(&hists, &vec![1; hists.len()])
+        };
+        let (Some(float), Some(quantized)) = (hist(Variant::Float), hist(Variant::Quantized)) else { continue };
+        let dice = pair.get(Scope::Subset, Of::Pair, Metric::Dice);
+        let Some(value) = dice.value else { continue };
+        let (model, weights) = (pair.model.to_string(), pair.weights.clone());
+        panels.push(HistPanel { model, weights, images: dice.n, float, quantized, dice: value });
+        dices.push(dice);
     }
     if panels.is_empty() {
         let _ = writeln!(doc, "### {}\n\nAbsent: no pair has subset images of both variants.\n", F02.title);
@@ -403,7 +560,8 @@ fn figure2_section(
     let floor = figures::HIST_FLOOR;
     let _ = writeln!(doc, "### {}\n\n![Figure 2]({png})\n\nLog scale; empty bins are drawn at {floor:.0e}.\n", F02.title);
     let title = "Figure 2 data: Dice of the mean float and int8 histograms (SPEC §7)";
-    emit(doc, &OutTable::build(F02.stem, title, &DICE, &panels))?;
+    let rows: Vec<DiceRow> = panels.iter().zip(dices).map(|(panel, dice)| DiceRow { panel, dice }).collect();
+    emit(doc, &OutTable::build(F02.stem, title, &dice_columns(), &rows))?;
     let bins: Vec<HistBin> = panels
         .iter()
         .flat_map(|p| {

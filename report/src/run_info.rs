@@ -1,5 +1,6 @@
 //! What the report needs from `run.json`: the pair manifests (weights provenance, sizes,
-//! preprocessing), where the images were read from, and the WSOL threshold.
+//! preprocessing), where the images were read from, the WSOL threshold and the job's `report`
+//! section (the intervals' resamples, seed and confidence).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -11,6 +12,8 @@ use types::Variant;
 use sources::DataConfig;
 use types::Manifest;
 use types::RUN_FILE;
+
+use crate::bootstrap::ReportConfig;
 
 /// SPEC §6's default, for runs whose job does not record one.
 pub const DEFAULT_WSOL_THRESHOLD: f64 = 0.2;
@@ -34,6 +37,8 @@ pub struct RunInfo {
     pub wsol_threshold: f64,
     /// The job's `subset.top_fraction`, when it records one (the subset itself is read from its table).
     pub top_fraction: Option<f64>,
+    /// `job.report`, defaults where the job has none (runs before the section existed).
+    pub config: ReportConfig,
 }
 
 impl RunInfo {
@@ -54,7 +59,9 @@ impl RunInfo {
         };
         let wsol_threshold =
             run.job.pointer("/wsol/threshold").and_then(serde_json::Value::as_f64).unwrap_or(DEFAULT_WSOL_THRESHOLD);
+        let config = ReportConfig::from_job(run.job.get("report")).with_context(|| format!("{}", path.display()))?;
         Ok(RunInfo {
+            config,
             manifests: run.pairs.into_iter().map(|p| (p.manifest.name.clone(), p.manifest)).collect(),
             data,
             wsol_threshold,

@@ -28,8 +28,18 @@ fn old_run_without_subset_or_perturbation() {
     assert!(md.contains("this run has no `perturbation` table"), "{md}");
     assert_eq!(
         files(&run_dir.join("report")),
-        ["report.md", "table01_classification.csv", "table03_rmse.csv", "table08_timing.csv", "table11_wsol.csv"]
+        [
+            "report.md",
+            "table01_classification.csv",
+            "table03_rmse.csv",
+            "table08_timing.csv",
+            "table11_wsol.csv",
+            "table12_paired.csv"
+        ]
     );
+    // Table 12 compares what the run has: all images, no subset or perturbed rows.
+    let t12 = read_csv(&run_dir.join("report/table12_paired.csv"));
+    assert!(t12.len() == 8 * PAIRS.len() && t12.iter().all(|r| r["scope"] == "all"), "{t12:?}");
     // Table 3 still gives the all-image columns; the subset ones are empty.
     let t3 = read_csv(&run_dir.join("report/table03_rmse.csv"));
     assert_eq!(t3.len(), PAIRS.len());
