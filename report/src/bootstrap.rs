@@ -6,39 +6,9 @@
 //! `(x · n) >> 64` (128-bit product). No global RNG and no clock: the same run and configuration
 //! give the same intervals, byte for byte.
 
-use serde::{Deserialize, Serialize};
 
-/// The job's `[report]` section (`run.json`: `job.report`); absent means these defaults.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ReportConfig {
-    /// Bootstrap resamples per group of images; 0 leaves every interval empty.
-    #[serde(default = "default_resamples")]
-    pub resamples: usize,
-    /// Seeds every group's draws (mixed with the group's key, so groups draw independently).
-    #[serde(default = "default_seed")]
-    pub seed: u64,
-    /// Two-sided coverage of the percentile interval, in (0, 1).
-    #[serde(default = "default_confidence")]
-    pub confidence: f64,
-}
 
-fn default_resamples() -> usize {
-    1000
-}
-/// "QCAM" in ASCII: any fixed number would do; this one is recognisable in a job file.
-fn default_seed() -> u64 {
-    0x5143_414D
-}
-fn default_confidence() -> f64 {
-    0.95
-}
-
-impl Default for ReportConfig {
-    fn default() -> Self {
-        ReportConfig { resamples: default_resamples(), seed: default_seed(), confidence: default_confidence() }
-    }
-}
+pub use types::ReportConfig;
 
 #[derive(Debug, PartialEq, thiserror::Error)]
 pub enum ConfigError {
@@ -48,26 +18,24 @@ pub enum ConfigError {
     Parse(String),
 }
 
-impl ReportConfig {
-    /// What serde cannot check: the confidence is a probability strictly between 0 and 1.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.confidence > 0.0 && self.confidence < 1.0 {
-            Ok(())
-        } else {
-            Err(ConfigError::Confidence(self.confidence))
-        }
+/// What serde cannot check: the confidence is a probability strictly between 0 and 1.
+pub fn validate(config: &ReportConfig) -> Result<(), ConfigError> {
+    if config.confidence > 0.0 && config.confidence < 1.0 {
+        Ok(())
+    } else {
+        Err(ConfigError::Confidence(config.confidence))
     }
+}
 
-    /// The `report` section of a job as run.json records it; `None` (an older run, or a job
-    /// without the section) gives the defaults.
-    pub fn from_job(section: Option<&serde_json::Value>) -> Result<ReportConfig, ConfigError> {
-        let config = match section {
-            None => ReportConfig::default(),
-            Some(v) => serde_json::from_value(v.clone()).map_err(|e| ConfigError::Parse(e.to_string()))?,
-        };
-        config.validate()?;
-        Ok(config)
-    }
+/// The `report` section of a job as run.json records it; `None` (an older run, or a job
+/// without the section) gives the defaults.
+pub fn config_from_job(section: Option<&serde_json::Value>) -> Result<ReportConfig, ConfigError> {
+    let config = match section {
+        None => ReportConfig::default(),
+        Some(v) => serde_json::from_value(v.clone()).map_err(|e| ConfigError::Parse(e.to_string()))?,
+    };
+    validate(&config)?;
+    Ok(config)
 }
 
 /// SplitMix64 (Steele, Lea & Flood 2014; Vigna's `splitmix64.c`): one u64 of state, passes
@@ -279,13 +247,13 @@ mod tests {
 
     #[test]
     fn config_defaults_and_refusals() {
-        assert_eq!(ReportConfig::from_job(None), Ok(ReportConfig::default()));
+        assert_eq!(config_from_job(None), Ok(ReportConfig::default()));
         let partial = serde_json::json!({"resamples": 200});
-        assert_eq!(ReportConfig::from_job(Some(&partial)).unwrap().resamples, 200);
-        assert_eq!(ReportConfig::from_job(Some(&partial)).unwrap().seed, 0x5143_414D);
+        assert_eq!(config_from_job(Some(&partial)).unwrap().resamples, 200);
+        assert_eq!(config_from_job(Some(&partial)).unwrap().seed, 0x5143_414D);
         let unknown = serde_json::json!({"resample": 200});
-        assert!(matches!(ReportConfig::from_job(Some(&unknown)), Err(ConfigError::Parse(m)) if m.contains("resample")));
+        assert!(matches!(config_from_job(Some(&unknown)), Err(ConfigError::Parse(m)) if m.contains("resample")));
         let bad = serde_json::json!({"confidence": 95});
-        assert_eq!(ReportConfig::from_job(Some(&bad)), Err(ConfigError::Confidence(95.0)));
+        assert_eq!(config_from_job(Some(&bad)), Err(ConfigError::Confidence(95.0)));
     }
 }

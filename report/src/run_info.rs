@@ -13,7 +13,7 @@ use sources::DataConfig;
 use types::Manifest;
 use types::RUN_FILE;
 
-use crate::bootstrap::ReportConfig;
+use crate::bootstrap::{config_from_job, ReportConfig};
 
 /// SPEC §6's default, for runs whose job does not record one.
 pub const DEFAULT_WSOL_THRESHOLD: f64 = 0.2;
@@ -59,7 +59,7 @@ impl RunInfo {
         };
         let wsol_threshold =
             run.job.pointer("/wsol/threshold").and_then(serde_json::Value::as_f64).unwrap_or(DEFAULT_WSOL_THRESHOLD);
-        let config = ReportConfig::from_job(run.job.get("report")).with_context(|| format!("{}", path.display()))?;
+        let config = config_from_job(run.job.get("report")).with_context(|| format!("{}", path.display()))?;
         Ok(RunInfo {
             config,
             manifests: run.pairs.into_iter().map(|p| (p.manifest.name.clone(), p.manifest)).collect(),

@@ -36,6 +36,41 @@ pub struct Job {
     #[serde(default)]
     pub perturbation: PerturbationConfig,
     pub output: OutputConfig,
+    /// How the report states uncertainty; changes no table of the run.
+    #[serde(default)]
+    pub report: ReportConfig,
+}
+
+/// The job's `[report]` section (`run.json`: `job.report`); absent means these defaults.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportConfig {
+    /// Bootstrap resamples per group of images; 0 leaves every interval empty.
+    #[serde(default = "default_resamples")]
+    pub resamples: usize,
+    /// Seeds every group's draws (mixed with the group's key, so groups draw independently).
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// Two-sided coverage of the percentile interval, in (0, 1).
+    #[serde(default = "default_confidence")]
+    pub confidence: f64,
+}
+
+fn default_resamples() -> usize {
+    1000
+}
+/// "QCAM" in ASCII: any fixed number would do; this one is recognisable in a job file.
+fn default_seed() -> u64 {
+    0x5143_414D
+}
+fn default_confidence() -> f64 {
+    0.95
+}
+
+impl Default for ReportConfig {
+    fn default() -> Self {
+        ReportConfig { resamples: default_resamples(), seed: default_seed(), confidence: default_confidence() }
+    }
 }
 
 /// SPEC §4 selection and the running aggregates.
@@ -292,6 +327,9 @@ impl Job {
         }
         if self.perturbation.steps == 0 {
             return Err(invalid("perturbation.steps", "must be at least 1".into()));
+        }
+        if !(self.report.confidence > 0.0 && self.report.confidence < 1.0) {
+            return Err(invalid("report.confidence", format!("{} is not in (0, 1)", self.report.confidence)));
         }
         Ok(())
     }
