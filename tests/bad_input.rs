@@ -542,10 +542,10 @@ fn job_problems_stop_the_run_before_any_work() {
     }
 }
 
-/// A multi-process run counts per process, each over the shards it ran: with 2 processes of 1
-/// worker, process p has shards k with k % 2 == p (val-00000 and val-00002 on 0, val-00001 on 1).
+/// A multi-process run gathers into process 0's folder, and its one run.json counts the whole
+/// folder: every (image, pair) of both processes' shards, once, as rows or errors.
 #[test]
-fn each_process_counts_its_own_shards() {
+fn a_cluster_run_counts_the_whole_folder() {
     let c = corpus();
     let tmp = tempfile::tempdir().unwrap();
     let models = two_pairs(tmp.path());
@@ -554,17 +554,14 @@ fn each_process_counts_its_own_shards() {
     std::fs::write(&job, job_text(&c.data, &models, &[MOBILENET, TINY], &out)).unwrap();
     let result = qcam(&["spawn".as_ref(), "-n".as_ref(), "2".as_ref(), "--".as_ref(), "run".as_ref(), job.as_os_str()]);
     assert!(result.status.success(), "qcam spawn failed:\n{}", stderr(&result));
-    for process in 0..2 {
-        let run: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(out.join(format!("run.process-{process}.json"))).unwrap()).unwrap();
-        let mine: Vec<&str> =
-            IDS.chunks(5).enumerate().filter(|(k, _)| k % 2 == process).flat_map(|(_, ids)| ids.iter().copied()).collect();
-        for pair in [MOBILENET, TINY] {
-            let ok = mine.iter().filter(|id| folder_outcome(id, pair) == Want::Rows).count();
-            let record = run["pairs"].as_array().unwrap().iter().find(|p| p["manifest"]["name"] == pair).unwrap();
-            let reported = [&record["images_in"], &record["rows_ok"], &record["rows_error"]];
-            let want = [serde_json::json!(mine.len()), serde_json::json!(ok), serde_json::json!(mine.len() - ok)];
-            assert_eq!(reported, [&want[0], &want[1], &want[2]], "process {process}, {pair}");
-        }
+    assert!(!out.join("run.process-1.json").exists());
+    let run: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("run.json")).unwrap()).unwrap();
+    assert_eq!(run["processes"], 2);
+    for pair in [MOBILENET, TINY] {
+        let ok = IDS.iter().filter(|id| folder_outcome(id, pair) == Want::Rows).count();
+        let record = run["pairs"].as_array().unwrap().iter().find(|p| p["manifest"]["name"] == pair).unwrap();
+        let reported = [&record["images_in"], &record["rows_ok"], &record["rows_error"]];
+        let want = [serde_json::json!(IDS.len()), serde_json::json!(ok), serde_json::json!(IDS.len() - ok)];
+        assert_eq!(reported, [&want[0], &want[1], &want[2]], "{pair}");
     }
 }

@@ -96,6 +96,19 @@ enum Command {
 /// process has one thread.
 pub fn main(backend: Arc<dyn Backend>) -> ExitCode {
     crate::tune_allocator();
+    // One line per panic, naming the thread: a lost peer is "timely:recv-1 … socket closed", not
+    // a backtrace. Worker panics are also caught and end the run with their message.
+    std::panic::set_hook(Box::new(|info| {
+        let thread = std::thread::current().name().unwrap_or("unnamed").to_string();
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| info.payload().downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_default();
+        let at = info.location().map(|l| format!(" ({}:{})", l.file(), l.line())).unwrap_or_default();
+        eprintln!("qcam: thread {thread} failed: {message}{at}");
+    }));
     let cli = Cli::parse();
     match dispatch(cli.command, backend) {
         Ok(()) => ExitCode::SUCCESS,

@@ -34,6 +34,10 @@ pub struct FakeSpec {
     /// test can make one image fail inference.
     #[serde(default)]
     pub nan_on_flat: bool,
+    /// Milliseconds each forward takes at least: a stand-in for a real model's latency, so a test
+    /// can stop a run part-way.
+    #[serde(default)]
+    pub forward_ms: u64,
 }
 
 /// Runs fake model files.
@@ -128,6 +132,9 @@ impl Forward for FakeModel {
             return Err(InferError::Input { got: pixels.len(), expected });
         }
         let start = Instant::now();
+        if self.spec.forward_ms > 0 {
+            std::thread::sleep(std::time::Duration::from_millis(self.spec.forward_ms));
+        }
         let cells = (crop / self.spec.stride.max(1)).max(1);
         let (mut logits, mut act) = (Vec::with_capacity(n * CLASSES), Vec::new());
         for x in pixels.chunks(3 * crop * crop) {
@@ -192,7 +199,7 @@ pub fn write_pair(models_dir: &Path, name: &str, float: &FakeSpec, quantized: &F
 
 /// A float/quantized pair of fake specs with the given seed.
 pub fn specs(seed: u64) -> (FakeSpec, FakeSpec) {
-    let float = FakeSpec { seed, channels: 8, stride: 8, quantized: None, nan_on_flat: false };
+    let float = FakeSpec { seed, channels: 8, stride: 8, quantized: None, nan_on_flat: false, forward_ms: 0 };
     let quantized = FakeSpec { quantized: Some((0.02, 0)), ..float.clone() };
     (float, quantized)
 }
