@@ -146,7 +146,8 @@ fn resources(shared: &Arc<Shared>, me: usize, finished: &BTreeSet<String>, pertu
         let mine = |part: String| if writer == me { BTreeMap::from([(part, end)]) } else { BTreeMap::new() };
         let to_writer: Rc<dyn Fn(&str) -> u64> = Rc::new(move |_| writer as u64);
         let (out_dir, name, digest, resume) = (plan.out_dir.clone(), pair.name.clone(), pair.digest.clone(), plan.resume);
-        let previous = Box::new(move || if resume { ledger::previous_perturbation(&out_dir, &name, &digest) } else { HashMap::new() });
+        let previous: Box<dyn FnOnce() -> HashMap<String, Vec<types::PerturbationRow>>> =
+            Box::new(move || if resume { ledger::previous_perturbation(&out_dir, &name, &digest) } else { HashMap::new() });
         let (out_dir, name, digest, failure) = (plan.out_dir.clone(), pair.name.clone(), pair.digest.clone(), shared.failure.clone());
         let stage = Box::new(move |rows: &[types::PerturbationRow]| {
             if let Err(e) = ledger::stage(&out_dir, &name, &digest, rows) {
@@ -156,7 +157,7 @@ fn resources(shared: &Arc<Shared>, me: usize, finished: &BTreeSet<String>, pertu
         pairs.push(PairResources {
             models,
             load: loader(shared.clone(), pair.preprocess.clone()),
-            previous,
+            previous: std::cell::Cell::new(Some(previous)),
             stage,
             parts: base(mine(pair.name.clone()), to_writer.clone(), true),
             error_parts: base(mine(format!("perturb-{}", pair.name)), to_writer, true),

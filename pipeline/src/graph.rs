@@ -26,7 +26,7 @@ use std::sync::Arc;
 use operators::explain::explain;
 use operators::infer::{infer, PairModels};
 use operators::par::par_map;
-use operators::perturb::{perturb, PerturbJob, StageTime};
+use operators::perturb::{perturb, PerturbConfig, PerturbJob, StageTime};
 use operators::subset::{self, Scored};
 use operators::decode;
 use timely::dataflow::operators::core::{Concat, Concatenate, Exchange as _, Inspect, OkErr};
@@ -35,7 +35,7 @@ use timely::dataflow::StreamVec;
 use types::{ErrorRow, Image, PerturbationRow, Sample, Stage};
 
 use crate::ops::{AggregateRows, Decide, Decision, EpochUpdates};
-use crate::plan::GraphPlan;
+use crate::plan::{GraphPlan, PairPlan};
 use crate::sinks::{ByShard, Count, Parts, WriteParts, Written};
 
 /// Re-reads and decodes the images of a group of deletion/insertion jobs (one result per job).
@@ -46,7 +46,7 @@ pub struct PairResources {
     pub models: Rc<PairModels>,
     pub load: Loader,
     /// The rows an earlier run finished (asked once, on the pair's writer, when the subset is final).
-    pub previous: Box<dyn FnOnce() -> HashMap<String, Vec<PerturbationRow>>>,
+    pub previous: std::cell::Cell<Option<Box<dyn FnOnce() -> HashMap<String, Vec<PerturbationRow>>>>>,
     /// Keeps one image's deletion/insertion rows safe until the run commits (on the writer).
     pub stage: Box<dyn FnMut(&[PerturbationRow])>,
     /// The pair's run-level parts.
@@ -87,8 +87,7 @@ pub fn build<'s>(
     reused: StreamVec<'s, u64, (String, Scored)>,
 ) -> Outputs<'s> {
     let scope = samples.scope();
-    let threads = plan.threads;
-    let max_pixels = plan.max_pixels;
+    let (threads, max_pixels) = (plan.threads, plan.max_pixels);
     let (samples, read_errors) = samples.ok_err(|r| r);
     let mut errors = vec![read_errors];
     let (mut image_rows, mut pair_rows, mut run_parts) = (Vec::new(), Vec::new(), Vec::new());
@@ -103,8 +102,10 @@ pub fn build<'s>(
     .ok_err(|r| r);
     errors.push(decode_errors);
     let mut preprocessed: HashMap<String, StreamVec<'s, u64, Rc<Image>>> = HashMap::new();
+    let mut res = res;
+    let branches = std::mem::take(&mut res.pairs);
 
-    for (index, (pair, r)) in plan.pairs.iter().zip(res.pairs).enumerate() {
+    for (index, (pair, r)) in plan.pairs.iter().zip(branches).enumerate() {
         let pre = pair.preprocess.clone();
         let images = preprocessed
             .entry(pre.key())
@@ -122,67 +123,14 @@ pub fn build<'s>(
         image_rows.push(explained.clone().flat_map(|e| e.images));
         pair_rows.push(explained.clone().map(|e| e.pair));
 
-        // Selection and aggregates over this pair's fresh and reused records (SPEC §4).
         let this = pair.name.clone();
-        let updates = explained
+        let scored = explained
             .flat_map(|e| Scored::of(&e.pair, [&e.images[0], &e.images[1]]))
-            .concat(reused.clone().flat_map(move |(p, s)| (p == this).then_some(s)))
-            .epoch_updates(pair.name.clone(), plan.clock);
-        let writer = pair.writer as u64;
-        run_parts.push(
-            subset::aggregate(updates.clone(), plan.top_fraction)
-                .aggregate_rows(pair.name.clone(), writer, plan.clock)
-                .write_parts(r.parts.clone()),
-        );
-        let decisions = subset::select(updates, plan.top_fraction, plan.rank_all).decide(
-            pair.name.clone(),
-            writer,
-            pair.perturb.is_some(),
-            plan.rank_all,
-            r.previous,
-        );
-        let name = pair.name.clone();
-        run_parts.push(
-            decisions
-                .clone()
-                .flat_map(move |d| match d {
-                    Decision::Subset(row) => Some((name.clone(), row)),
-                    _ => None,
-                })
-                .write_parts(r.parts.clone()),
-        );
-        let Some(cfg) = pair.perturb else { continue };
-
-        // Deletion/insertion (SPEC §5) on the final subset, dealt out by rank; each image's rows
-        // are staged on the writer as they arrive, then written as the pair's part.
-        let dealt = res.on_dealt.clone();
-        let jobs = decisions
-            .clone()
-            .flat_map(|d| match d {
-                Decision::Perturb(job) => Some(job),
-                _ => None,
-            })
-            .exchange(move |j: &PerturbJob| j.rank as u64 - 1 + index as u64)
-            .count_with(dealt, |_| 1);
-        let reused_rows = decisions.flat_map(|d| match d {
-            Decision::Reuse(row) => Some(row),
-            _ => None,
-        });
-        let perturbed = res.on_perturbed.clone();
-        let (rows, perturb_errors) = perturb(jobs, r.models, r.load, cfg, res.perturb_time.clone())
-            .count_with(perturbed, |_| 1)
-            .ok_err(|r| r);
-        let mut stage = r.stage;
-        let (name, again) = (pair.name.clone(), pair.name.clone());
-        run_parts.push(
-            rows.exchange(move |_| writer)
-                .inspect(move |rows: &[PerturbationRow; 2]| stage(&rows[..]))
-                .flat_map(|rows| rows)
-                .concat(reused_rows)
-                .map(move |row| (name.clone(), row))
-                .write_parts(r.parts),
-        );
-        run_parts.push(perturb_errors.map(move |e| (format!("perturb-{again}"), e)).write_parts(r.error_parts));
+            .concat(reused.clone().flat_map(move |(p, s)| (p == this).then_some(s)));
+        let decisions = select(plan, pair, &r, scored, &mut run_parts);
+        if let Some(cfg) = pair.perturb {
+            run_parts.extend(deletion_insertion(pair, index, cfg, r, &res, decisions));
+        }
     }
 
     // Progress: an (image, pair) is done with its pair row or its error row; an error before any
@@ -196,4 +144,81 @@ pub fn build<'s>(
         errors.by_shard(plan.clock, res.shard_names).write_parts(res.shard_parts),
     ]);
     Outputs { shard_parts, run_parts: scope.concatenate(run_parts) }
+}
+
+/// Selection and the running aggregates over a pair's fresh and reused records (SPEC §4): writes
+/// `aggregates` and `subset`, and returns the final decisions for deletion/insertion.
+fn select<'s>(
+    plan: &GraphPlan,
+    pair: &PairPlan,
+    r: &PairResources,
+    scored: StreamVec<'s, u64, Scored>,
+    run_parts: &mut Vec<StreamVec<'s, u64, Written>>,
+) -> StreamVec<'s, u64, Decision> {
+    let updates = scored.epoch_updates(pair.name.clone(), plan.clock);
+    let writer = pair.writer as u64;
+    run_parts.push(
+        subset::aggregate(updates.clone(), plan.top_fraction)
+            .aggregate_rows(pair.name.clone(), writer, plan.clock)
+            .write_parts(r.parts.clone()),
+    );
+    let previous = r.previous.take();
+    let decisions = subset::select(updates, plan.top_fraction, plan.rank_all).decide(
+        pair.name.clone(),
+        writer,
+        pair.perturb.is_some(),
+        plan.rank_all,
+        move || previous.map(|p| p()).unwrap_or_default(),
+    );
+    let name = pair.name.clone();
+    run_parts.push(
+        decisions
+            .clone()
+            .flat_map(move |d| match d {
+                Decision::Subset(row) => Some((name.clone(), row)),
+                _ => None,
+            })
+            .write_parts(r.parts.clone()),
+    );
+    decisions
+}
+
+/// Deletion/insertion (SPEC §5) on the final subset, dealt out by rank; each image's rows are
+/// staged on the writer as they arrive, then written as the pair's part, with the rows an
+/// earlier run finished.
+fn deletion_insertion<'s>(
+    pair: &PairPlan,
+    index: usize,
+    cfg: PerturbConfig,
+    r: PairResources,
+    res: &Resources,
+    decisions: StreamVec<'s, u64, Decision>,
+) -> [StreamVec<'s, u64, Written>; 2] {
+    let writer = pair.writer as u64;
+    let jobs = decisions
+        .clone()
+        .flat_map(|d| match d {
+            Decision::Perturb(job) => Some(job),
+            _ => None,
+        })
+        .exchange(move |j: &PerturbJob| j.rank as u64 - 1 + index as u64)
+        .count_with(res.on_dealt.clone(), |_| 1);
+    let reused_rows = decisions.flat_map(|d| match d {
+        Decision::Reuse(row) => Some(row),
+        _ => None,
+    });
+    let (rows, errors) = perturb(jobs, r.models, r.load, cfg, res.perturb_time.clone())
+        .count_with(res.on_perturbed.clone(), |_| 1)
+        .ok_err(|r| r);
+    let mut stage = r.stage;
+    let (name, again) = (pair.name.clone(), pair.name.clone());
+    [
+        rows.exchange(move |_| writer)
+            .inspect(move |rows: &[PerturbationRow; 2]| stage(&rows[..]))
+            .flat_map(|rows| rows)
+            .concat(reused_rows)
+            .map(move |row| (name.clone(), row))
+            .write_parts(r.parts),
+        errors.map(move |e| (format!("perturb-{again}"), e)).write_parts(r.error_parts),
+    ]
 }
