@@ -44,8 +44,8 @@ fn twenty_runs_in_one_process_neither_leak_nor_drift() {
     let fds: Vec<u64> = (1..20).map(|i| field(i, "open_files")).collect();
     assert!(fds.iter().all(|&n| n == fds[0]), "open files vary after the first run: {fds:?}");
     // Warm-up may raise the level once (a plateau); the second half must not grow.
-    let rss: Vec<u64> = (0..20).map(|i| field(i, "rss_kb")).collect();
-    eprintln!("soak: RSS per run (MB): {:?}", rss.iter().map(|kb| kb / 1024).collect::<Vec<_>>());
+    let rss: Vec<u64> = (0..20).map(|i| field(i, "rss_held_kb")).collect();
+    eprintln!("soak: RSS held after each run (MB): {:?}", rss.iter().map(|kb| kb / 1024).collect::<Vec<_>>());
     if let Err(e) = pipeline::run::soak_rss_verdict(&rss) {
         panic!("{e}");
     }
