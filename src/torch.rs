@@ -37,6 +37,10 @@ impl Backend for TorchBackend {
         tch::set_num_threads(threads as i32);
     }
 
+    fn format(&self) -> &'static str {
+        "TorchScript model"
+    }
+
     fn runtime(&self) -> String {
         format!("libtorch {} via tch 0.26", env!("QCAM_LIBTORCH_VERSION"))
     }

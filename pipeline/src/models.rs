@@ -26,8 +26,8 @@ pub enum ModelError {
     MissingFile { manifest: PathBuf, field: String, file: PathBuf },
     #[error("{manifest}: field `{field}`: {file} does not match the manifest ({what}); refusing to load it")]
     Mismatch { manifest: PathBuf, field: String, file: PathBuf, what: String },
-    #[error("{manifest}: field `{field}`: {file} is not a loadable model: {message}")]
-    Load { manifest: PathBuf, field: String, file: PathBuf, message: String },
+    #[error("{manifest}: field `{field}`: {file} is not a loadable {format}: {message}")]
+    Load { manifest: PathBuf, field: String, file: PathBuf, format: &'static str, message: String },
     #[error("{manifest}: field `{field}`: {file} breaks the model contract (SPEC §2): {message}")]
     Contract { manifest: PathBuf, field: String, file: PathBuf, message: String },
 }
@@ -40,6 +40,11 @@ pub trait Backend: Send + Sync {
 
     /// Intra-op threads for this process's forwards (libtorch's pool is process-wide).
     fn set_threads(&self, _threads: usize) {}
+
+    /// What a model file must be, for messages (e.g. `TorchScript model`).
+    fn format(&self) -> &'static str {
+        "model"
+    }
 
     /// What ran the models, for run.json (e.g. `libtorch 2.13.0 via tch 0.26`).
     fn runtime(&self) -> String;
@@ -122,6 +127,7 @@ impl PairSpec {
                 manifest: self.manifest_path.clone(),
                 field: Self::field(variant),
                 file: self.path(variant),
+                format: backend.format(),
                 message,
             })
         };
