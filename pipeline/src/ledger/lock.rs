@@ -4,9 +4,10 @@
 //! S3's `If-None-Match: *` or GCS's generation match), refreshed every [`LOCK_HEARTBEAT_S`]
 //! seconds (a new modification time; in a store, the object written again), and removed on drop.
 //! A lock whose process is gone (same host) or that nobody refreshed for [`LOCK_STALE_S`] seconds
-//! (another host; in a store by the store's clock against ours) is stale and taken over, with a
-//! note. On a store without conditional puts the lock is checked, then written: two runs that
-//! start within one round trip of each other could both take it.
+//! (any host, so also a container restarted under its old name and pid; in a store by the store's
+//! clock against ours) is stale and taken over, with a note. On a store without conditional puts
+//! the lock is checked, then written: two runs that start within one round trip of each other
+//! could both take it.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -74,10 +75,9 @@ impl Lock {
             }
             let other: Option<Holder> = dir.read(LOCK_FILE).ok().flatten().and_then(|t| serde_json::from_slice(&t).ok());
             let age = dir.age(LOCK_FILE)?.map_or(0, |d| d.as_secs());
-            let stale = match &other {
-                Some(h) if h.host == me.host => !pid_alive(h.pid),
-                _ => age > LOCK_STALE_S,
-            };
+            // Not refreshed for a minute is stale wherever the holder ran: a container restarted
+            // under the same host name gets the same pid (1) as the run that died in it.
+            let stale = age > LOCK_STALE_S || other.as_ref().is_some_and(|h| h.host == me.host && !pid_alive(h.pid));
             if !stale {
                 let who = other.map_or_else(|| "a run whose lock does not parse".to_string(), |h| h.to_string());
                 return Err(LedgerError::Refused {
@@ -139,6 +139,13 @@ mod tests {
         // A holder that no longer exists on this host is stale.
         let dead = Holder { host: hostname(), pid: u32::MAX / 2, started_unix_s: 0, job: "x".into() };
         std::fs::write(tmp.path().join(LOCK_FILE), serde_json::to_vec(&dead).unwrap()).unwrap();
-        assert!(Lock::acquire(&dir, Path::new("jobs/c.toml")).is_ok());
+        drop(Lock::acquire(&dir, Path::new("jobs/c.toml")).unwrap());
+        // A live pid on this host whose lock nobody refreshed for minutes: a restarted container.
+        let alive = Holder { pid: std::process::id(), ..dead };
+        std::fs::write(tmp.path().join(LOCK_FILE), serde_json::to_vec(&alive).unwrap()).unwrap();
+        let file = std::fs::File::options().append(true).open(tmp.path().join(LOCK_FILE)).unwrap();
+        file.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(LOCK_STALE_S + 60)).unwrap();
+        let err = Lock::acquire(&dir, Path::new("jobs/d.toml")).err();
+        assert!(err.is_none(), "a lock not refreshed for minutes was not taken over: {err:?}");
     }
 }
