@@ -135,7 +135,7 @@ fn dispatch(command: Command, backend: Arc<dyn Backend>) -> anyhow::Result<()> {
             let resume = resume || append;
             let opts = RunOptions { data, out, models_dir: models, workers, limit, overwrite, resume, cluster };
             let out =
-                if repeat > 1 { crate::run::soak(&job, &opts, repeat, backend)? } else { crate::run::run(&job, &opts, backend)? };
+                if repeat > 1 { crate::soak::soak(&job, &opts, repeat, backend)? } else { crate::run::run(&job, &opts, backend)? };
             if reports {
                 println!("{}", crate::remote::report(&out, None)?);
             }

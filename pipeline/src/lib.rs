@@ -19,6 +19,7 @@ pub mod progress;
 pub mod remote;
 pub mod run;
 pub mod sinks;
+pub mod soak;
 pub mod spawn;
 
 /// Version of the output schema (SPEC §8); a change to a definition in SPEC.md bumps it.

@@ -107,6 +107,46 @@ fn a_full_disk_stops_the_run_naming_the_file_and_resume_completes() {
 }
 
 #[test]
+fn a_read_only_output_stops_the_run_naming_the_folder_and_resume_completes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let models = fake_models(tmp.path(), 0);
+    let job = job(tmp.path(), "job.toml", default_spec(tmp.path(), &models));
+    let reference = tmp.path().join("reference");
+    ok(&["run", job.to_str().unwrap(), "--out", reference.to_str().unwrap()]);
+    // Half the run, then the folder turns read-only (as root, only a read-only mount stops
+    // writes); then writable again and --resume.
+    let (out, kept) = (tmp.path().join("ro"), tmp.path().join("kept"));
+    std::fs::create_dir_all(&out).unwrap();
+    let exe = env!("CARGO_BIN_EXE_qcam-fake");
+    let script = format!(
+        "set -u; mount -t tmpfs -o size=64m tmpfs {out}; \
+         {exe} run {job} --out {out} --limit 50 >/dev/null 2>&1; \
+         mount -o remount,ro {out}; \
+         {exe} run {job} --out {out} --append >/dev/null 2>{tmp}/first.err; echo $? > {tmp}/first.rc; \
+         mount -o remount,rw {out}; \
+         {exe} run {job} --out {out} --resume >/dev/null 2>{tmp}/second.err; echo $? > {tmp}/second.rc; \
+         cp -r {out} {kept}",
+        out = out.display(),
+        exe = exe,
+        job = job.display(),
+        tmp = tmp.path().display(),
+        kept = kept.display()
+    );
+    let status = Command::new("unshare").args(["-m", "sh", "-c", &script]).status();
+    if !status.as_ref().is_ok_and(|s| s.success()) || !tmp.path().join("first.rc").exists() {
+        eprintln!("skipped: cannot make a mount namespace with a tmpfs here ({status:?})");
+        return;
+    }
+    let read = |f: &str| std::fs::read_to_string(tmp.path().join(f)).unwrap();
+    assert_ne!(read("first.rc").trim(), "0", "the run into a read-only folder succeeded");
+    let err = read("first.err");
+    assert!(err.contains("Read-only file system") && err.contains(&out.display().to_string()), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(read("second.rc").trim(), "0", "{}", read("second.err"));
+    assert_same_tables(&reference, &kept, "after a read-only folder and a resume");
+}
+
+#[test]
 fn a_corrupt_part_is_named_by_the_report() {
     let tmp = tempfile::tempdir().unwrap();
     let models = fake_models(tmp.path(), 0);
