@@ -27,7 +27,7 @@ enum Command {
         /// Data folder (overrides the job's data.path).
         #[arg(long)]
         data: Option<PathBuf>,
-        /// Output folder (overrides the job's output.dir).
+        /// Output folder, or an `s3://` / `gs://` URL (overrides the job's output.dir).
         #[arg(long)]
         out: Option<PathBuf>,
         /// Exported model pairs folder (overrides the job's models.dir).
@@ -86,9 +86,13 @@ enum Command {
         #[arg(last = true, required = true)]
         command: Vec<String>,
     },
-    /// Print the report of a finished run.
+    /// Print the report of a finished run: a folder, or an `s3://` / `gs://` URL.
     Report {
         run_dir: PathBuf,
+        /// For a run in an object store: the local folder its tables are copied to and the report
+        /// is written in (its tables there are replaced). Default: under `$XDG_CACHE_HOME/qcam/runs`.
+        #[arg(long)]
+        cache: Option<PathBuf>,
     },
 }
 
@@ -130,10 +134,10 @@ fn dispatch(command: Command, backend: Arc<dyn Backend>) -> anyhow::Result<()> {
             let reports = cluster.as_ref().is_none_or(|c| c.process == 0);
             let resume = resume || append;
             let opts = RunOptions { data, out, models_dir: models, workers, limit, overwrite, resume, cluster };
-            let out_dir =
+            let out =
                 if repeat > 1 { crate::soak::soak(&job, &opts, repeat, backend)? } else { crate::run::run(&job, &opts, backend)? };
             if reports {
-                println!("{}", report::report(&out_dir)?);
+                println!("{}", crate::remote::report(&out, None)?);
             }
             Ok(())
         }
@@ -153,8 +157,9 @@ fn dispatch(command: Command, backend: Arc<dyn Backend>) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Spawn { processes, command } => crate::spawn::spawn_local(processes, &command),
-        Command::Report { run_dir } => {
-            println!("{}", report::report(&run_dir)?);
+        Command::Report { run_dir, cache } => {
+            let dir = tables::RunDir::parse(&run_dir)?;
+            println!("{}", crate::remote::report(&dir, cache.as_deref())?);
             Ok(())
         }
     }

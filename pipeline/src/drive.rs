@@ -98,10 +98,10 @@ fn loader(shared: Arc<Shared>, pre: types::Preprocess) -> Loader {
 }
 
 /// A finished shard's records, read back from its `images` and `pairs` parts.
-fn read_scored(out_dir: &std::path::Path, shard: &str, pairs: &[String]) -> Result<Vec<(String, Scored)>, String> {
+fn read_scored(out: &tables::RunDir, shard: &str, pairs: &[String]) -> Result<Vec<(String, Scored)>, String> {
     let missing = || format!("shard {shard}: a part recorded as written is missing");
-    let images: Vec<ImageRow> = tables::read_part(out_dir, shard).map_err(|e| e.to_string())?.ok_or_else(missing)?;
-    let pair_rows: Vec<PairRow> = tables::read_part(out_dir, shard).map_err(|e| e.to_string())?.ok_or_else(missing)?;
+    let images: Vec<ImageRow> = tables::read_part(out, shard).map_err(|e| e.to_string())?.ok_or_else(missing)?;
+    let pair_rows: Vec<PairRow> = tables::read_part(out, shard).map_err(|e| e.to_string())?.ok_or_else(missing)?;
     let by_key: HashMap<(&str, &str, Variant), &ImageRow> =
         images.iter().map(|r| ((r.image_id.as_str(), r.model.as_str(), r.variant), r)).collect();
     Ok(pair_rows
@@ -126,7 +126,7 @@ fn resources(shared: &Arc<Shared>, me: usize, finished: &BTreeSet<String>, pertu
         mine,
         writer,
         pending,
-        out_dir: plan.out_dir.clone(),
+        out: plan.out.clone(),
         failure: shared.failure.clone(),
     };
     let shard_parts = base(
@@ -145,12 +145,12 @@ fn resources(shared: &Arc<Shared>, me: usize, finished: &BTreeSet<String>, pertu
         let writer = pair.writer;
         let mine = |part: String| if writer == me { BTreeMap::from([(part, end)]) } else { BTreeMap::new() };
         let to_writer: Rc<dyn Fn(&str) -> u64> = Rc::new(move |_| writer as u64);
-        let (out_dir, name, digest, resume) = (plan.out_dir.clone(), pair.name.clone(), pair.digest.clone(), plan.resume);
+        let (out, name, digest, resume) = (plan.out.clone(), pair.name.clone(), pair.digest.clone(), plan.resume);
         let previous: Box<dyn FnOnce() -> HashMap<String, Vec<types::PerturbationRow>>> =
-            Box::new(move || if resume { ledger::previous_perturbation(&out_dir, &name, &digest) } else { HashMap::new() });
-        let (out_dir, name, digest, failure) = (plan.out_dir.clone(), pair.name.clone(), pair.digest.clone(), shared.failure.clone());
+            Box::new(move || if resume { ledger::previous_perturbation(&out, &name, &digest) } else { HashMap::new() });
+        let (out, name, digest, failure) = (plan.out.clone(), pair.name.clone(), pair.digest.clone(), shared.failure.clone());
         let stage = Box::new(move |rows: &[types::PerturbationRow]| {
-            if let Err(e) = ledger::stage(&out_dir, &name, &digest, rows) {
+            if let Err(e) = ledger::stage(&out, &name, &digest, rows) {
                 failure.set(e.to_string());
             }
         });
@@ -211,7 +211,7 @@ pub fn run_worker(worker: &mut Worker, shared: &Arc<Shared>) -> Result<WorkerRep
     let settings = plan.settings.clone();
     let pair_names: Vec<String> = plan.pairs.iter().map(|p| p.name().to_string()).collect();
     let shards: HashMap<String, sources::Shard> = plan.dataset.shards.iter().map(|s| (s.name.clone(), s.clone())).collect();
-    let (out_dir, failure, notices) = (plan.out_dir.clone(), shared.failure.clone(), shared.notices.clone());
+    let (run_dir, failure, notices) = (plan.out.clone(), shared.failure.clone(), shared.notices.clone());
 
     worker.dataflow::<u64, _, _>(|scope| {
         let out = graph::build(&plan.graph, res, input.to_stream(scope), reused.to_stream(scope));
@@ -219,7 +219,7 @@ pub fn run_worker(worker: &mut Worker, shared: &Arc<Shared>) -> Result<WorkerRep
         let shard_parts = out
             .shard_parts
             .record_shards(&ledger::SHARD_TABLES, move |shard, rows| {
-                if let Err(e) = ledger::mark_done(&out_dir, &shards[shard], &settings, &names, rows) {
+                if let Err(e) = ledger::mark_done(&run_dir, &shards[shard], &settings, &names, rows) {
                     failure.set(e.to_string());
                 }
             })
@@ -242,7 +242,7 @@ pub fn run_worker(worker: &mut Worker, shared: &Arc<Shared>) -> Result<WorkerRep
             if me == 0 {
                 input.advance_to(t);
                 reused.advance_to(t);
-                let records = read_scored(&plan.out_dir, &shard.name, &pair_names).map_err(|e| format!("reading back {e}"))?;
+                let records = read_scored(&plan.out, &shard.name, &pair_names).map_err(|e| format!("reading back {e}"))?;
                 report.images_reused += shard.count();
                 shared.progress.units_done.fetch_add(shard.count() * pair_names.len(), Ordering::Relaxed);
                 reused.send_batch(&mut records.into_iter().collect());

@@ -1,5 +1,7 @@
 //! The run folder's bookkeeping: what is finished, what a run may reuse, who holds the folder, and
-//! how a run ends with exactly its tables in it.
+//! how a run ends with exactly its tables in it. The folder is a [`RunDir`], on disk or in an object
+//! store; every rule below holds for both (in a store a rename is a copy and a delete, and a listing
+//! is by prefix).
 //!
 //! * A shard is finished once its `images`, `pairs` and `errors` parts are all written (each
 //!   appears under its final name only when complete); then `done/<shard>.json` records what
@@ -16,6 +18,8 @@
 //!   job's tables, and counts them for `run.json`.
 //! * One run at a time: [`Lock`] (`.qcam.lock`) names the run that holds the folder.
 
+mod lock;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
@@ -23,11 +27,13 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use sources::{Dataset, Shard, ShardSource};
-use tables::{Table, TableError};
+use tables::{RunDir, Table, TableError};
 use types::{ErrorRow, ImageRow, PairRow, PerturbationRow, Variant};
 
 use types::Job;
 use crate::models::PairSpec;
+
+pub use lock::{Holder, Lock};
 
 const DONE_DIR: &str = "done";
 const STAGING_DIR: &str = ".staging";
@@ -42,25 +48,10 @@ pub const SHARD_TABLES: [&str; 3] = [ImageRow::NAME, PairRow::NAME, ErrorRow::NA
 
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
-    #[error("{}: {source}", path.display())]
-    Io { path: PathBuf, source: std::io::Error },
     #[error(transparent)]
     Table(#[from] TableError),
     #[error("{}: {message}", path.display())]
     Refused { path: PathBuf, message: String },
-}
-
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> LedgerError + '_ {
-    move |source| LedgerError::Io { path: path.into(), source }
-}
-
-/// Writes `bytes` to `path` through a temporary name, so a reader sees all of it or nothing.
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), LedgerError> {
-    let dir = path.parent().expect("a file in a folder");
-    std::fs::create_dir_all(dir).map_err(io(dir))?;
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes).map_err(io(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io(path))
 }
 
 fn digest_of(value: serde_json::Value) -> String {
@@ -123,13 +114,13 @@ fn ids_digest(shard: &Shard) -> String {
     hex::encode(h.finalize())
 }
 
-fn record_path(out_dir: &Path, shard: &str) -> PathBuf {
-    out_dir.join(DONE_DIR).join(format!("{shard}.json"))
+fn record_key(shard: &str) -> String {
+    format!("{DONE_DIR}/{shard}.json")
 }
 
 /// Records `shard` as finished; called once its three parts are in place.
 pub fn mark_done(
-    out_dir: &Path,
+    dir: &RunDir,
     shard: &Shard,
     settings: &str,
     pairs: &[String],
@@ -144,21 +135,12 @@ pub fn mark_done(
         rows,
     };
     let bytes = serde_json::to_vec_pretty(&record).expect("a record serializes");
-    write_atomic(&record_path(out_dir, &shard.name), &bytes)
+    Ok(dir.write(&record_key(&shard.name), bytes)?)
 }
 
-/// Rows a part file says it holds (its footer), or why it cannot be read.
-fn part_rows(path: &Path) -> Result<usize, TableError> {
-    use parquet::file::reader::{FileReader, SerializedFileReader};
-    let file = std::fs::File::open(path).map_err(|source| TableError::Io { path: path.into(), source })?;
-    let reader = SerializedFileReader::new(file).map_err(|source| TableError::Parquet { path: path.into(), source })?;
-    Ok(reader.metadata().file_metadata().num_rows() as usize)
-}
-
-/// Why a shard recorded as done is not reused, or `None` when it is.
-fn not_reusable(out_dir: &Path, shard: &Shard, settings: &str) -> Option<String> {
-    let text = std::fs::read(record_path(out_dir, &shard.name)).ok()?;
-    let Ok(done) = serde_json::from_slice::<ShardDone>(&text) else { return Some("its record does not parse".into()) };
+/// Why a shard recorded as done (`text` is its record) is not reused, or `None` when it is.
+fn not_reusable(dir: &RunDir, shard: &Shard, settings: &str, text: &[u8]) -> Option<String> {
+    let Ok(done) = serde_json::from_slice::<ShardDone>(text) else { return Some("its record does not parse".into()) };
     if done.images != shard.count() || done.ids_sha256 != ids_digest(shard) {
         return Some("its images changed".into());
     }
@@ -166,44 +148,44 @@ fn not_reusable(out_dir: &Path, shard: &Shard, settings: &str) -> Option<String>
         return Some("the settings changed".into());
     }
     for table in SHARD_TABLES {
-        let path = tables::part_path(out_dir, table, &shard.name);
-        match (part_rows(&path), done.rows.get(table)) {
+        match (tables::part_rows(dir, table, &shard.name), done.rows.get(table)) {
             (Ok(n), Some(&want)) if n == want => {}
-            (Ok(n), want) => return Some(format!("{} holds {n} rows, its record says {want:?}", path.display())),
+            (Ok(n), want) => {
+                let at = dir.at(&tables::part_key(table, &shard.name));
+                return Some(format!("{} holds {n} rows, its record says {want:?}", at.display()));
+            }
             (Err(e), _) => return Some(e.to_string()),
         }
     }
     None
 }
 
-/// The shards of `dataset` that a previous run into `out_dir` finished with these settings and
-/// whose parts still hold what their records say. A shard that was recorded but cannot be reused
-/// is reported on stderr and recomputed.
-pub fn finished(out_dir: &Path, dataset: &Dataset, settings: &str) -> BTreeSet<String> {
+/// The shards of `dataset` that a previous run into `dir` finished with these settings and whose
+/// parts still hold what their records say. A shard that was recorded but cannot be reused is
+/// reported on stderr and recomputed; a record that cannot be read at all stops the run.
+pub fn finished(dir: &RunDir, dataset: &Dataset, settings: &str) -> Result<BTreeSet<String>, LedgerError> {
     let mut out = BTreeSet::new();
     for shard in &dataset.shards {
-        if !record_path(out_dir, &shard.name).exists() {
-            continue;
-        }
-        match not_reusable(out_dir, shard, settings) {
+        let Some(text) = dir.read(&record_key(&shard.name))? else { continue };
+        match not_reusable(dir, shard, settings, &text) {
             None => {
                 out.insert(shard.name.clone());
             }
             Some(why) => eprintln!("qcam: shard {} is recomputed: {why}", shard.name),
         }
     }
-    out
+    Ok(out)
 }
 
 /// Where a pair's deletion/insertion rows are staged, per image, under these settings.
-pub fn staging_dir(out_dir: &Path, pair: &str, digest: &str) -> PathBuf {
-    out_dir.join(STAGING_DIR).join(pair).join(&digest[..16])
+pub fn staging_dir(dir: &RunDir, pair: &str, digest: &str) -> RunDir {
+    dir.join(&format!("{STAGING_DIR}/{pair}/{}", &digest[..16]))
 }
 
 /// Stages one image's rows (both variants).
-pub fn stage(out_dir: &Path, pair: &str, digest: &str, rows: &[PerturbationRow]) -> Result<(), LedgerError> {
+pub fn stage(dir: &RunDir, pair: &str, digest: &str, rows: &[PerturbationRow]) -> Result<(), LedgerError> {
     let Some(first) = rows.first() else { return Ok(()) };
-    tables::write_part(&staging_dir(out_dir, pair, digest), &first.image_id, rows)?;
+    tables::write_part(staging_dir(dir, pair, digest), &first.image_id, rows)?;
     Ok(())
 }
 
@@ -214,23 +196,29 @@ struct PairDone {
     digest: String,
 }
 
-fn pair_record_path(out_dir: &Path, pair: &str) -> PathBuf {
-    out_dir.join(DONE_DIR).join("pairs").join(format!("{pair}.json"))
+fn pair_record_key(pair: &str) -> String {
+    format!("{DONE_DIR}/pairs/{pair}.json")
 }
 
 /// Deletion/insertion rows an earlier run into this folder finished for `pair` under the same
 /// settings: its committed part, then anything it staged before it stopped. Both variants of an
 /// image or nothing. Unreadable files are reported and ignored: their images are redone.
-pub fn previous_perturbation(out_dir: &Path, pair: &str, digest: &str) -> HashMap<String, Vec<PerturbationRow>> {
+pub fn previous_perturbation(dir: &RunDir, pair: &str, digest: &str) -> HashMap<String, Vec<PerturbationRow>> {
     let mut rows: Vec<PerturbationRow> = Vec::new();
-    let record: Option<PairDone> = std::fs::read(pair_record_path(out_dir, pair)).ok().and_then(|t| serde_json::from_slice(&t).ok());
+    let record: Option<PairDone> = match dir.read(&pair_record_key(pair)) {
+        Ok(text) => text.and_then(|t| serde_json::from_slice(&t).ok()),
+        Err(e) => {
+            eprintln!("qcam: not reusing deletion/insertion rows: {e}");
+            None
+        }
+    };
     if record.is_some_and(|r| r.digest == digest) {
-        match tables::read_part(out_dir, pair) {
+        match tables::read_part(dir, pair) {
             Ok(found) => rows.extend(found.unwrap_or_default()),
             Err(e) => eprintln!("qcam: not reusing deletion/insertion rows: {e}"),
         }
     }
-    match tables::read_rows::<PerturbationRow>(&staging_dir(out_dir, pair, digest)) {
+    match tables::read_rows::<PerturbationRow>(staging_dir(dir, pair, digest)) {
         Ok(staged) => rows.extend(staged),
         Err(e) => eprintln!("qcam: not reusing staged deletion/insertion rows: {e}"),
     }
@@ -246,124 +234,6 @@ pub fn previous_perturbation(out_dir: &Path, pair: &str, digest: &str) -> HashMa
         rows.sort_by_key(|r| r.variant == Variant::Quantized);
     }
     by_image
-}
-
-// ---- One run at a time -------------------------------------------------------------------------
-
-/// Who holds a run folder.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Holder {
-    pub host: String,
-    pub pid: u32,
-    pub started_unix_s: u64,
-    pub job: PathBuf,
-}
-
-impl std::fmt::Display for Holder {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "pid {} on {}, job {}, started at unix time {}", self.pid, self.host, self.job.display(), self.started_unix_s)
-    }
-}
-
-/// A lock not refreshed for this long belongs to a run that died on another machine.
-const LOCK_STALE_S: u64 = 60;
-const LOCK_HEARTBEAT_S: u64 = 10;
-
-fn hostname() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates within it on success.
-    let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;
-    let end = buf.iter().position(|&b| b == 0).unwrap_or(0);
-    if ok { String::from_utf8_lossy(&buf[..end]).into_owned() } else { "unknown".into() }
-}
-
-fn pid_alive(pid: u32) -> bool {
-    // SAFETY: signal 0 only checks that the process exists and may be signalled.
-    let r = unsafe { libc::kill(pid as libc::pid_t, 0) };
-    r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
-}
-
-fn now_unix_s() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
-}
-
-/// The folder's lock, held for the run's life: created exclusively, refreshed every few seconds,
-/// removed on drop. A lock whose process is gone (same host) or that nobody refreshed for a minute
-/// (another host) is stale and taken over, with a note.
-pub struct Lock {
-    path: PathBuf,
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    heartbeat: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Lock {
-    pub fn acquire(out_dir: &Path, job: &Path) -> Result<Lock, LedgerError> {
-        std::fs::create_dir_all(out_dir).map_err(io(out_dir))?;
-        let path = out_dir.join(LOCK_FILE);
-        let me = Holder { host: hostname(), pid: std::process::id(), started_unix_s: now_unix_s(), job: job.to_path_buf() };
-        let bytes = serde_json::to_vec_pretty(&me).expect("a holder serializes");
-        for _ in 0..2 {
-            match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
-                Ok(mut f) => {
-                    use std::io::Write;
-                    f.write_all(&bytes).map_err(io(&path))?;
-                    return Ok(Lock::holding(path));
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    let other: Option<Holder> = std::fs::read(&path).ok().and_then(|t| serde_json::from_slice(&t).ok());
-                    let age = std::fs::metadata(&path)
-                        .and_then(|m| m.modified())
-                        .ok()
-                        .and_then(|t| t.elapsed().ok())
-                        .map_or(0, |d| d.as_secs());
-                    let stale = match &other {
-                        Some(h) if h.host == me.host => !pid_alive(h.pid),
-                        _ => age > LOCK_STALE_S,
-                    };
-                    if !stale {
-                        let who = other.map_or_else(|| "a run whose lock does not parse".to_string(), |h| h.to_string());
-                        return Err(LedgerError::Refused {
-                            path: out_dir.into(),
-                            message: format!("the folder is in use by another qcam run ({who}); wait for it, or remove {} if that run is gone", path.display()),
-                        });
-                    }
-                    eprintln!("qcam: taking over the stale lock of {}", other.map_or_else(|| "an unknown run".into(), |h| h.to_string()));
-                    std::fs::remove_file(&path).map_err(io(&path))?;
-                }
-                Err(e) => return Err(io(&path)(e)),
-            }
-        }
-        Err(LedgerError::Refused { path, message: "another run took the lock at the same moment".into() })
-    }
-
-    fn holding(path: PathBuf) -> Lock {
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (flag, file) = (stop.clone(), path.clone());
-        let heartbeat = std::thread::spawn(move || {
-            let tick = std::time::Duration::from_millis(200);
-            let mut since = std::time::Instant::now();
-            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
-                std::thread::sleep(tick);
-                if since.elapsed().as_secs() >= LOCK_HEARTBEAT_S {
-                    since = std::time::Instant::now();
-                    if let Ok(f) = std::fs::File::options().append(true).open(&file) {
-                        let _ = f.set_modified(std::time::SystemTime::now());
-                    }
-                }
-            }
-        });
-        Lock { path, stop, heartbeat: Some(heartbeat) }
-    }
-}
-
-impl Drop for Lock {
-    fn drop(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        if let Some(h) = self.heartbeat.take() {
-            let _ = h.join();
-        }
-        let _ = std::fs::remove_file(&self.path);
-    }
 }
 
 // ---- Preparing and committing the folder -----------------------------------------------------------
@@ -391,13 +261,30 @@ fn within(a: &Path, b: &Path) -> bool {
     resolve(a).starts_with(resolve(b))
 }
 
-/// Refuses an output folder that is, holds or lies inside the input: qcam never deletes, or
-/// writes into, what it did not write.
+/// Whether URL `a` is `b` or lies under it: same scheme and bucket (case aside), and `b`'s path a
+/// whole-segment prefix of `a`'s.
+fn url_within(a: &str, b: &str) -> bool {
+    let norm = |u: &str| {
+        let (scheme, rest) = u.split_once("://").unwrap_or(("", u));
+        let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+        format!("{}://{}/{}", scheme.to_ascii_lowercase(), host.to_ascii_lowercase(), path.trim_matches('/'))
+    };
+    let (a, b) = (norm(a), norm(b));
+    a == b || a.starts_with(&format!("{}/", b.trim_end_matches('/')))
+}
+
+/// Refuses an output folder that is, holds or lies inside the input, on disk or in a store: qcam
+/// never deletes, or writes into, what it did not write.
 pub fn check_apart(out_dir: &Path, data: &Path) -> Result<(), LedgerError> {
-    if sources::is_url(data) {
-        return Ok(());
-    }
-    if within(data, out_dir) || within(out_dir, data) {
+    let overlap = match (sources::is_url(out_dir), sources::is_url(data)) {
+        (false, false) => within(data, out_dir) || within(out_dir, data),
+        (true, true) => {
+            let (out, data) = (out_dir.to_string_lossy(), data.to_string_lossy());
+            url_within(&out, &data) || url_within(&data, &out)
+        }
+        _ => false, // one on disk, one behind a URL
+    };
+    if overlap {
         return Err(LedgerError::Refused {
             path: out_dir.into(),
             message: format!("the output folder and the data ({}) overlap; choose an output folder outside the data", data.display()),
@@ -413,39 +300,31 @@ fn is_ours(name: &str) -> bool {
         || (name.starts_with("run.process-") && name.ends_with(".json"))
 }
 
-/// Gets `out_dir` ready for a run. A fresh run needs an empty (or absent) folder; with
-/// `overwrite`, the previous run's entries are removed, and only those. A resume or append needs
-/// the folder.
-pub fn prepare(out_dir: &Path, resume: bool, overwrite: bool) -> Result<(), LedgerError> {
+/// Gets `dir` ready for a run. A fresh run needs an empty (or absent) folder; with `overwrite`,
+/// the previous run's entries are removed, and only those. A resume or append needs the folder.
+pub fn prepare(dir: &RunDir, resume: bool, overwrite: bool) -> Result<(), LedgerError> {
     if resume {
-        if !out_dir.is_dir() {
-            return Err(LedgerError::Refused { path: out_dir.into(), message: "nothing to resume or append to: the output folder does not exist".into() });
+        if !dir.exists()? {
+            return Err(LedgerError::Refused { path: dir.path(), message: "nothing to resume or append to: the output folder does not exist".into() });
         }
         return Ok(());
     }
-    let entries: Vec<(String, PathBuf)> = match std::fs::read_dir(out_dir) {
-        Ok(read) => read.filter_map(|e| e.ok()).map(|e| (e.file_name().to_string_lossy().into_owned(), e.path())).collect(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => return Err(io(out_dir)(e)),
-    };
-    let entries: Vec<_> = entries.into_iter().filter(|(name, _)| name != LOCK_FILE).collect();
+    let entries: Vec<String> = dir.list("")?.into_iter().filter(|name| name != LOCK_FILE).collect();
     if entries.is_empty() {
         return Ok(());
     }
     if !overwrite {
         return Err(LedgerError::Refused {
-            path: out_dir.into(),
+            path: dir.path(),
             message: "output folder is not empty; pass --overwrite or set output.overwrite = true (or --resume / --append)".into(),
         });
     }
-    let foreign: Vec<&String> = entries.iter().map(|(n, _)| n).filter(|n| !is_ours(n)).collect();
-    for (name, path) in entries.iter().filter(|(n, _)| is_ours(n)) {
-        let removed = if path.is_dir() { std::fs::remove_dir_all(path) } else { std::fs::remove_file(path) };
-        removed.map_err(io(path))?;
-        let _ = name;
+    let (ours, foreign): (Vec<String>, Vec<String>) = entries.into_iter().partition(|n| is_ours(n));
+    for name in &ours {
+        dir.remove(name)?;
     }
     if !foreign.is_empty() {
-        eprintln!("qcam: --overwrite left {} entries qcam did not write in {}: {:?}", foreign.len(), out_dir.display(), foreign);
+        eprintln!("qcam: --overwrite left {} entries qcam did not write in {dir}: {:?}", foreign.len(), foreign);
     }
     Ok(())
 }
@@ -476,74 +355,53 @@ fn part_name(file: &str) -> Option<&str> {
     file.strip_prefix("part-")?.strip_suffix(".parquet")
 }
 
-fn remove(path: &Path) -> Result<(), LedgerError> {
-    let r = if path.is_dir() { std::fs::remove_dir_all(path) } else { std::fs::remove_file(path) };
-    match r {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(path)(e)),
-        _ => Ok(()),
+/// Removes every entry of folder `rel` that `keep` refuses.
+fn remove_unless(dir: &RunDir, rel: &str, keep: impl Fn(&str) -> bool) -> Result<(), LedgerError> {
+    for name in dir.list(rel)? {
+        if !keep(&name) {
+            dir.remove(&format!("{rel}/{name}"))?;
+        }
     }
-}
-
-fn list(dir: &Path) -> Result<Vec<(String, PathBuf)>, LedgerError> {
-    match std::fs::read_dir(dir) {
-        Ok(read) => Ok(read.filter_map(|e| e.ok()).map(|e| (e.file_name().to_string_lossy().into_owned(), e.path())).collect()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-        Err(e) => Err(io(dir)(e)),
-    }
+    Ok(())
 }
 
 /// Ends a successful run: the pending run-level parts go into place, and everything the job as
 /// now written does not produce is removed (stale parts, records and staging, half-written
 /// temporaries). Afterwards the folder holds exactly the job's tables.
-pub fn commit(out_dir: &Path, expected: &Expected, pair_digests: &[(String, String)]) -> Result<(), LedgerError> {
+pub fn commit(dir: &RunDir, expected: &Expected, pair_digests: &[(String, String)]) -> Result<(), LedgerError> {
+    let pending = format!(".{PENDING}");
     for table in TABLES {
-        let dir = out_dir.join(table);
         let want = expected.parts(table);
-        for (file, path) in list(&dir)? {
-            if let Some(final_name) = file.strip_suffix(&format!(".{PENDING}")) {
-                let keep = part_name(final_name).is_some_and(|p| want.contains(p));
-                if keep {
-                    std::fs::rename(&path, dir.join(final_name)).map_err(io(&path))?;
-                    continue;
-                }
-            } else if part_name(&file).is_some_and(|p| want.contains(p)) {
-                continue;
+        for file in dir.list(table)? {
+            let wanted = |name: &str| part_name(name).is_some_and(|p| want.contains(p));
+            match file.strip_suffix(&pending) {
+                Some(final_name) if wanted(final_name) => dir.rename(&format!("{table}/{file}"), &format!("{table}/{final_name}"))?,
+                None if wanted(&file) => {}
+                _ => dir.remove(&format!("{table}/{file}"))?,
             }
-            remove(&path)?;
         }
     }
     if expected.perturbation {
         for (pair, digest) in pair_digests {
             let record = PairDone { pair: pair.clone(), digest: digest.clone() };
-            write_atomic(&pair_record_path(out_dir, pair), &serde_json::to_vec_pretty(&record).expect("serializes"))?;
+            dir.write(&pair_record_key(pair), serde_json::to_vec_pretty(&record).expect("serializes"))?;
         }
     }
     let shards: BTreeSet<String> = expected.shards.iter().map(|s| format!("{s}.json")).collect();
-    for (file, path) in list(&out_dir.join(DONE_DIR))? {
-        if file != "pairs" && !shards.contains(&file) {
-            remove(&path)?;
-        }
-    }
+    remove_unless(dir, DONE_DIR, |file| file == "pairs" || shards.contains(file))?;
     let pairs: BTreeSet<String> = if expected.perturbation {
         pair_digests.iter().map(|(p, _)| format!("{p}.json")).collect()
     } else {
         BTreeSet::new()
     };
-    for (file, path) in list(&out_dir.join(DONE_DIR).join("pairs"))? {
-        if !pairs.contains(&file) {
-            remove(&path)?;
-        }
-    }
+    remove_unless(dir, &format!("{DONE_DIR}/pairs"), |file| pairs.contains(file))?;
     // Every staged row is in a committed part now.
-    remove(&out_dir.join(STAGING_DIR))
+    Ok(dir.remove(STAGING_DIR)?)
 }
 
-/// Where a pending run-level part is written before [`commit`].
-pub fn pending_path(out_dir: &Path, table: &str, part: &str) -> PathBuf {
-    let path = tables::part_path(out_dir, table, part);
-    let mut name = path.file_name().expect("a part has a name").to_os_string();
-    name.push(format!(".{PENDING}"));
-    path.with_file_name(name)
+/// The entry a pending run-level part is written as before [`commit`].
+pub fn pending_key(table: &str, part: &str) -> String {
+    format!("{}.{PENDING}", tables::part_key(table, part))
 }
 
 #[cfg(test)]
@@ -564,6 +422,18 @@ mod tests {
     }
 
     #[test]
+    fn overlapping_urls_are_refused_by_whole_segments() {
+        let url = |u: &str| PathBuf::from(u);
+        assert!(check_apart(&url("s3://bucket/val"), &url("s3://bucket/val/")).is_err(), "the same folder");
+        assert!(check_apart(&url("s3://Bucket/val/runs/x"), &url("S3://bucket/val")).is_err(), "inside the data");
+        assert!(check_apart(&url("s3://bucket"), &url("s3://bucket/val")).is_err(), "holding the data");
+        assert!(check_apart(&url("s3://bucket/val-runs"), &url("s3://bucket/val")).is_ok(), "a sibling with a longer name");
+        assert!(check_apart(&url("s3://other/val"), &url("s3://bucket/val")).is_ok());
+        assert!(check_apart(&url("gs://bucket/val"), &url("s3://bucket/val")).is_ok());
+        assert!(check_apart(Path::new("/tmp/val"), &url("s3://bucket/val")).is_ok());
+    }
+
+    #[test]
     fn overwrite_removes_only_what_qcam_writes() {
         let tmp = tempfile::tempdir().unwrap();
         let out = tmp.path();
@@ -573,9 +443,10 @@ mod tests {
         for file in ["images/part-val-00000.parquet", "run.json", "thesis.tex", "notes/a.txt"] {
             std::fs::write(out.join(file), b"x").unwrap();
         }
-        let err = prepare(out, false, false).unwrap_err().to_string();
+        let dir = RunDir::from(out);
+        let err = prepare(&dir, false, false).unwrap_err().to_string();
         assert!(err.contains("not empty"), "{err}");
-        prepare(out, false, true).unwrap();
+        prepare(&dir, false, true).unwrap();
         let mut left: Vec<String> = std::fs::read_dir(out).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
         left.sort();
         assert_eq!(left, ["notes", "thesis.tex"]);
@@ -603,12 +474,12 @@ mod tests {
             std::fs::write(out.join(f), f).unwrap();
         }
         let expected = Expected { shards: vec!["val-00000".into(), "val-00001".into()], pairs: vec!["a".into()], perturbation: true };
-        commit(out, &expected, &[("a".into(), "d".repeat(64))]).unwrap();
+        commit(&RunDir::from(out), &expected, &[("a".into(), "d".repeat(64))]).unwrap();
         let mut left = Vec::new();
         for dir in ["images", "subset", "errors", "done", "done/pairs"] {
-            for (f, p) in list(&out.join(dir)).unwrap() {
-                if p.is_file() {
-                    left.push(format!("{dir}/{f}"));
+            for e in std::fs::read_dir(out.join(dir)).unwrap().flatten() {
+                if e.path().is_file() {
+                    left.push(format!("{dir}/{}", e.file_name().to_string_lossy()));
                 }
             }
         }
@@ -623,19 +494,5 @@ mod tests {
         ]);
         assert_eq!(std::fs::read_to_string(out.join("subset/part-a.parquet")).unwrap(), "subset/part-a.parquet.pending");
         assert!(!out.join(".staging").exists());
-    }
-
-    #[test]
-    fn a_second_lock_names_the_first_holder() {
-        let tmp = tempfile::tempdir().unwrap();
-        let lock = Lock::acquire(tmp.path(), Path::new("jobs/a.toml")).unwrap();
-        let err = Lock::acquire(tmp.path(), Path::new("jobs/b.toml")).err().unwrap().to_string();
-        assert!(err.contains(&format!("pid {}", std::process::id())) && err.contains("jobs/a.toml"), "{err}");
-        drop(lock);
-        assert!(Lock::acquire(tmp.path(), Path::new("jobs/b.toml")).is_ok(), "released on drop");
-        // A holder that no longer exists on this host is stale.
-        let dead = Holder { host: hostname(), pid: u32::MAX / 2, started_unix_s: 0, job: "x".into() };
-        std::fs::write(tmp.path().join(LOCK_FILE), serde_json::to_vec(&dead).unwrap()).unwrap();
-        assert!(Lock::acquire(tmp.path(), Path::new("jobs/c.toml")).is_ok());
     }
 }

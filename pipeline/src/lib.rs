@@ -16,6 +16,7 @@ pub mod ops;
 pub mod peers;
 pub mod plan;
 pub mod progress;
+pub mod remote;
 pub mod run;
 pub mod sinks;
 pub mod soak;

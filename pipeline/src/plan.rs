@@ -9,6 +9,7 @@ use anyhow::{bail, Context, Result};
 use operators::explain::ExplainConfig;
 use operators::perturb::PerturbConfig;
 use sources::{Dataset, Fetcher, Shard};
+use tables::RunDir;
 use types::Preprocess;
 
 use types::{Job, PerturbScope};
@@ -43,8 +44,9 @@ pub struct Placement {
     pub processes: usize,
     /// Worker threads per process.
     pub workers: usize,
-    /// Every process writes into the same folder (one process, or `output.shared`); otherwise
-    /// process 0's worker 0 gathers every row and writes the whole run.
+    /// Every process writes into the same folder (one process, `output.shared`, or an output in an
+    /// object store, which every process reaches); otherwise process 0's worker 0 gathers every row
+    /// and writes the whole run.
     pub shared: bool,
 }
 
@@ -158,7 +160,8 @@ pub struct Plan {
     /// Shard bytes from local files or object stores, with prefetch; shared by the workers.
     pub fetch: Fetcher,
     pub pairs: Vec<PairSpec>,
-    pub out_dir: PathBuf,
+    /// The run folder: `output.dir`, on disk or in an object store.
+    pub out: RunDir,
     pub resume: bool,
     pub placement: Placement,
     /// [`crate::ledger::settings_digest`] of this run: what a shard's rows depend on.
@@ -219,7 +222,9 @@ pub fn plan(job_path: &Path, opts: &RunOptions, backend: &dyn Backend) -> Result
         Some(c) => (c.process, c.addresses.len()),
         None => (0, 1),
     };
-    let placement = Placement { process, processes, workers: job.run.workers, shared: processes == 1 || job.output.shared };
+    let out = RunDir::parse(&job.output.dir).with_context(|| format!("{}: field `output.dir`", job_path.display()))?;
+    let shared = processes == 1 || job.output.shared || out.is_store();
+    let placement = Placement { process, processes, workers: job.run.workers, shared };
 
     let dataset = Dataset::open(&job.data).with_context(|| format!("{}: field `data.path`", job_path.display()))?;
     let mut pairs = Vec::new();
@@ -260,7 +265,7 @@ pub fn plan(job_path: &Path, opts: &RunOptions, backend: &dyn Backend) -> Result
     };
     let settings = crate::ledger::settings_digest(&job, &pairs);
     Ok(Plan {
-        out_dir: job.output.dir.clone(),
+        out,
         fetch: Fetcher::new()?,
         max_in_flight: job.run.max_in_flight,
         batch_size: job.run.batch_size,

@@ -1,11 +1,12 @@
 //! `qcam run`: plan, take the folder, execute the graph on timely, commit, and record what ran.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
+use tables::RunDir;
 use types::{PairCounts, PairRecord, RunRecord, Versions, WorkerReport, RUN_FILE};
 
 use crate::drive::{run_worker, Notice, Shared};
@@ -26,12 +27,12 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "a worker panicked".into())
 }
 
-/// Counts every pair's rows over the whole folder (what is on disk, not what the graph meant).
-fn count_rows(out_dir: &Path, plan: &Plan) -> Result<Vec<PairCounts>> {
+/// Counts every pair's rows over the whole folder (what is written, not what the graph meant).
+fn count_rows(out: &RunDir, plan: &Plan) -> Result<Vec<PairCounts>> {
     use tables::{column, read_table, Utf8Col};
     let mut counts = vec![PairCounts { images_in: plan.dataset.len(), ..PairCounts::default() }; plan.pairs.len()];
     let slot = |model: &str| plan.pairs.iter().position(|p| p.name() == model);
-    for batch in read_table(out_dir, "pairs")? {
+    for batch in read_table(out, "pairs")? {
         let model = column::<Utf8Col>(&batch, "model");
         for i in 0..batch.num_rows() {
             let at = slot(model.value(i)).with_context(|| format!("a pairs row names unknown model `{}`", model.value(i)))?;
@@ -39,7 +40,7 @@ fn count_rows(out_dir: &Path, plan: &Plan) -> Result<Vec<PairCounts>> {
         }
     }
     let shards: BTreeSet<&str> = plan.dataset.shards.iter().map(|s| s.name.as_str()).collect();
-    for batch in read_table(out_dir, "errors")? {
+    for batch in read_table(out, "errors")? {
         let (model, shard) = (column::<Utf8Col>(&batch, "model"), column::<Utf8Col>(&batch, "shard"));
         for i in 0..batch.num_rows() {
             // Deletion/insertion errors are about subset images already counted by phase 1.
@@ -63,15 +64,15 @@ fn now_unix_s() -> u64 {
 
 /// Ends a run on the process that holds the folder: commit, count, record, check.
 fn finish(plan: &Plan, notices: Vec<Notice>, backend: &dyn Backend, reused: usize, started_unix_s: u64, wall_s: f64) -> Result<()> {
-    let out_dir = &plan.out_dir;
+    let out = &plan.out;
     let expected = Expected {
         shards: plan.dataset.shards.iter().map(|s| s.name.clone()).collect(),
         pairs: plan.pairs.iter().map(|p| p.name().to_string()).collect(),
         perturbation: plan.job.perturbation.scope != PerturbScope::None,
     };
     let digests: Vec<(String, String)> = plan.graph.pairs.iter().map(|p| (p.name.clone(), p.digest.clone())).collect();
-    ledger::commit(out_dir, &expected, &digests)?;
-    let counts = count_rows(out_dir, plan)?;
+    ledger::commit(out, &expected, &digests)?;
+    let counts = count_rows(out, plan)?;
     let mut workers: Vec<WorkerReport> = notices
         .into_iter()
         .filter_map(|n| match n {
@@ -100,10 +101,8 @@ fn finish(plan: &Plan, notices: Vec<Notice>, backend: &dyn Backend, reused: usiz
         wall_s,
         workers,
     };
-    let path = out_dir.join(RUN_FILE);
-    let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(&record)?).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
+    let path = out.at(RUN_FILE);
+    out.write(RUN_FILE, serde_json::to_vec_pretty(&record)?)?;
     for (pair, c) in plan.pairs.iter().zip(&counts) {
         eprintln!("qcam:   {}: {} rows, {} errors", pair.name(), c.rows_ok, c.rows_error);
     }
@@ -124,18 +123,18 @@ fn finish(plan: &Plan, notices: Vec<Notice>, backend: &dyn Backend, reused: usiz
 
 /// Runs a job. Returns the output folder (on the process that holds it; the others return it too,
 /// though it may hold nothing of theirs).
-pub fn run(job_path: &Path, opts: &RunOptions, backend: Arc<dyn Backend>) -> Result<PathBuf> {
+pub fn run(job_path: &Path, opts: &RunOptions, backend: Arc<dyn Backend>) -> Result<RunDir> {
     let plan = plan(job_path, opts, backend.as_ref())?;
     let holds = plan.placement.holds_folder();
     let mut lock = None;
     let mut finished = BTreeSet::new();
     if holds {
-        ledger::check_apart(&plan.out_dir, &plan.job.data.path)?;
-        lock = Some(Lock::acquire(&plan.out_dir, job_path)?);
-        ledger::prepare(&plan.out_dir, plan.resume, plan.job.output.overwrite)?;
+        ledger::check_apart(&plan.job.output.dir, &plan.job.data.path)?;
+        lock = Some(Lock::acquire(&plan.out, job_path)?);
+        ledger::prepare(&plan.out, plan.resume, plan.job.output.overwrite)?;
         if plan.resume {
-            finished = ledger::finished(&plan.out_dir, &plan.dataset, &plan.settings);
-            eprintln!("qcam: {} of {} shards already finished in {}", finished.len(), plan.dataset.shards.len(), plan.out_dir.display());
+            finished = ledger::finished(&plan.out, &plan.dataset, &plan.settings)?;
+            eprintln!("qcam: {} of {} shards already finished in {}", finished.len(), plan.dataset.shards.len(), plan.out);
         }
     }
     let placement = plan.placement;
@@ -160,7 +159,7 @@ pub fn run(job_path: &Path, opts: &RunOptions, backend: Arc<dyn Backend>) -> Res
         plan.pairs.len(),
         placement.workers,
         placement.processes,
-        plan.out_dir.display()
+        plan.out
     );
     let progress = Arc::new(Progress::default());
     progress.pairs.store(plan.pairs.len(), std::sync::atomic::Ordering::Relaxed);
@@ -214,16 +213,16 @@ pub fn run(job_path: &Path, opts: &RunOptions, backend: Arc<dyn Backend>) -> Res
         finish(plan, notices, backend.as_ref(), reused, started_unix_s, wall_s)?;
     }
     drop(lock);
-    Ok(plan.out_dir.clone())
+    Ok(plan.out.clone())
 }
 
 /// sha256 of every table's canonical rows (timing columns aside): equal for equal results.
-pub fn output_digest(out_dir: &Path) -> Result<String> {
+pub fn output_digest(out: &RunDir) -> Result<String> {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
     for table in TABLES {
         h.update(table.as_bytes());
-        for row in tables::canonical_rows(out_dir, table)? {
+        for row in tables::canonical_rows(out, table)? {
             h.update(row.as_bytes());
             h.update(b"\n");
         }

@@ -4,7 +4,6 @@
 //! end of the run, as pending parts that [`crate::ledger::commit`] puts into place.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::rc::Rc;
 
 use serde::{Deserialize, Serialize};
@@ -36,17 +35,16 @@ pub struct Parts {
     pub writer: Rc<dyn Fn(&str) -> u64>,
     /// Run-level parts are written pending and put into place when the run commits.
     pub pending: bool,
-    pub out_dir: PathBuf,
+    pub out: tables::RunDir,
     pub failure: Failure,
 }
 
 impl Parts {
     fn write<T: Table>(&self, part: &str, rows: &[T]) -> Result<(), tables::TableError> {
         if self.pending {
-            let path = crate::ledger::pending_path(&self.out_dir, T::NAME, part);
-            tables::write_part_file(&path, rows)
+            tables::write_part_at(&self.out, &crate::ledger::pending_key(T::NAME, part), rows)
         } else {
-            tables::write_part(&self.out_dir, part, rows).map(|_| ())
+            tables::write_part(&self.out, part, rows).map(|_| ())
         }
     }
 }

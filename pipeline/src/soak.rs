@@ -1,12 +1,13 @@
 //! `qcam run --repeat N`: one job N times in one process, judged for drift, leaked files and memory
 //! that grows after warm-up.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use serde::Serialize;
+use tables::RunDir;
 
 use crate::models::Backend;
 use crate::plan::RunOptions;
@@ -92,13 +93,13 @@ fn median(v: &mut [f64]) -> f64 {
 /// tables differ from the first's, if open files grow after the first run, or if resident memory
 /// grows over the second half of the runs ([`soak_rss_verdict`]). Writes `soak.json` with the
 /// figures.
-pub fn soak(job_path: &Path, opts: &RunOptions, repeat: usize, backend: Arc<dyn Backend>) -> Result<PathBuf> {
+pub fn soak(job_path: &Path, opts: &RunOptions, repeat: usize, backend: Arc<dyn Backend>) -> Result<RunDir> {
     let mut runs: Vec<SoakRun> = Vec::new();
-    let mut out_dir = PathBuf::new();
+    let mut out = None;
     for i in 0..repeat {
         let start = Instant::now();
-        out_dir = run(job_path, &RunOptions { overwrite: true, ..opts.clone() }, backend.clone())?;
-        let digest = output_digest(&out_dir)?;
+        let dir = out.insert(run(job_path, &RunOptions { overwrite: true, ..opts.clone() }, backend.clone())?);
+        let digest = output_digest(dir)?;
         let (rss_kb, open_files) = process_usage();
         release_free_memory();
         let (rss_held_kb, _) = process_usage();
@@ -111,8 +112,9 @@ pub fn soak(job_path: &Path, opts: &RunOptions, repeat: usize, backend: Arc<dyn 
         );
         runs.push(SoakRun { rss_kb, rss_held_kb, open_files, wall_s: start.elapsed().as_secs_f64(), digest });
     }
+    let out = out.context("soak: --repeat must be at least 1")?;
     let record = serde_json::json!({ "repeat": repeat, "runs": runs });
-    std::fs::write(out_dir.join("soak.json"), serde_json::to_vec_pretty(&record)?)?;
+    out.write("soak.json", serde_json::to_vec_pretty(&record)?)?;
     if let Some((i, r)) = runs.iter().enumerate().find(|(_, r)| r.digest != runs[0].digest) {
         bail!("soak: run {} wrote different tables from run 1 ({} vs {})", i + 1, r.digest, runs[0].digest);
     }
@@ -123,7 +125,7 @@ pub fn soak(job_path: &Path, opts: &RunOptions, repeat: usize, backend: Arc<dyn 
     }
     let rss: Vec<u64> = runs.iter().map(|r| r.rss_held_kb).collect();
     soak_rss_verdict(&rss).map_err(|e| anyhow::anyhow!("soak: {e}"))?;
-    Ok(out_dir)
+    Ok(out)
 }
 
 #[cfg(test)]

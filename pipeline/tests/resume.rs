@@ -10,36 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-struct Case {
-    tmp: tempfile::TempDir,
-    models: PathBuf,
-}
-
 impl Case {
-    fn new(forward_ms: u64) -> Case {
-        let tmp = tempfile::tempdir().unwrap();
-        let models = fake_models(tmp.path(), forward_ms);
-        Case { tmp, models }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.tmp.path().join(name)
-    }
-
-    /// A job file `name` from the default spec, changed by `edit`.
-    fn job(&self, name: &str, edit: impl FnOnce(&mut JobSpec<'static>)) -> String {
-        let mut spec = default_spec(self.tmp.path(), &self.models);
-        edit(&mut spec);
-        spec.write(&self.path(name)).to_str().unwrap().to_string()
-    }
-
-    /// A clean run of `job` into `name`.
-    fn clean(&self, job: &str, name: &str) -> PathBuf {
-        let out = self.path(name);
-        ok(&["run", job, "--out", out.to_str().unwrap()]);
-        out
-    }
-
     /// A copy of a finished folder.
     fn copy(&self, from: &Path, name: &str) -> PathBuf {
         let to = self.path(name);

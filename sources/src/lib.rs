@@ -1,6 +1,7 @@
 //! Where images come from: ImageNet validation in the Kaggle or the original ILSVRC layout, or
 //! WebDataset tar shards (local or behind an `http(s)://`, `s3://`, `gs://` URL), listed once,
-//! sorted by id and cut into shards, the unit of work and of output part files.
+//! sorted by id and cut into shards, the unit of work and of output part files. The same object-store
+//! clients also hold run folders in a bucket ([`StoreFolder`]).
 //!
 //! No libtorch and no timely here: a shard opens as a plain iterator of samples or error rows,
 //! testable alone.
@@ -12,6 +13,7 @@ mod index;
 mod kaggle;
 mod location;
 mod read;
+mod store;
 mod synsets;
 mod voc;
 mod write;
@@ -27,6 +29,7 @@ pub use index::{
 };
 pub use location::{is_url, Location};
 pub use read::ShardReader;
+pub use store::{StoreFolder, WRITABLE_SCHEMES};
 pub use write::{write_shards, Dimensions};
 
 use types::{BoxXyxy, ErrorRow, Sample, Stage};

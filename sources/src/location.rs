@@ -3,7 +3,8 @@
 //!
 //! Credentials come from the standard environment variables, read when a store is built:
 //! S3 uses `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_REGION`
-//! (default `us-east-1`), `AWS_ENDPOINT` (MinIO and other S3-compatible stores), falling back to
+//! (default `us-east-1`), `AWS_ENDPOINT` or `AWS_ENDPOINT_URL` (MinIO and other S3-compatible stores;
+//! `AWS_ALLOW_HTTP=true` for one without TLS), falling back to
 //! the instance/container metadata service; GCS uses `GOOGLE_SERVICE_ACCOUNT` /
 //! `GOOGLE_APPLICATION_CREDENTIALS` (a service-account JSON file), then gcloud's application
 //! default credentials, then the metadata service. HTTP(S) needs none.

@@ -1,9 +1,11 @@
 //! A run's output tables (SPEC §8). Each table's columns are declared once, as a list of its row
 //! type's fields ([`table!`]); the Arrow schema, the record batch and the read-back all follow from
-//! that list and the fields' Rust types ([`column::ColumnValue`]). Part files appear under their final
-//! name only when complete, and every failure names the file it concerns.
+//! that list and the fields' Rust types ([`column::ColumnValue`]). Part files live in a run folder,
+//! local or in an object store ([`RunDir`]); they appear under their final name only when complete,
+//! and every failure names the file (or the object's URL) it concerns.
 
 pub mod column;
+mod dir;
 mod parts;
 
 use std::path::PathBuf;
@@ -11,9 +13,10 @@ use std::path::PathBuf;
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 
+pub use dir::RunDir;
 pub use parts::{
-    canonical_rows, part_path, read_part, read_part_file, read_parts, read_rows, read_table, write_part, write_part_file,
-    TIMING_COLUMNS,
+    canonical_rows, part_key, part_path, part_rows, read_part, read_part_file, read_parts, read_rows, read_table, write_part,
+    write_part_at, TIMING_COLUMNS,
 };
 pub use types::{AggregateRow, ErrorRow, ImageRow, PairRow, PerturbationRow, Stage, SubsetRow};
 
@@ -27,7 +30,8 @@ pub trait Table: Sized {
     fn from_batch(batch: &RecordBatch) -> Result<Vec<Self>, TableError>;
 }
 
-/// Why a table could not be written or read. Every variant names the file.
+/// Why a table could not be written or read. Every variant names the file; in an object store, the
+/// object's URL (held as a path, as `data.path` holds URLs).
 #[derive(Debug, thiserror::Error)]
 pub enum TableError {
     #[error("{}: {source}", path.display())]

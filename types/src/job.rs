@@ -154,6 +154,8 @@ pub struct WsolConfig {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OutputConfig {
+    /// The run folder: a path, or an `s3://` / `gs://` URL (then every process of a cluster writes
+    /// its own shards' parts there, as with `shared`).
     pub dir: PathBuf,
     /// Replace an existing run folder instead of refusing to touch it.
     #[serde(default)]
@@ -270,7 +272,9 @@ impl Job {
             resolve(&mut self.data.path);
         }
         resolve(&mut self.models.dir);
-        resolve(&mut self.output.dir);
+        if !is_url(&self.output.dir) {
+            resolve(&mut self.output.dir);
+        }
     }
 
     fn validate(&self, file: &Path) -> Result<(), JobError> {
@@ -451,6 +455,9 @@ dir = "out"
         job.resolve_paths(Path::new("/x/jobs"));
         assert_eq!(job.data.path, Path::new("/x/jobs/data"));
         assert_eq!(job.output.dir, Path::new("/x/jobs/out"));
+        let mut job = Job::parse(&MINIMAL.replace("dir = \"out\"", "dir = \"s3://bucket/runs/a\""), Path::new("j.toml")).unwrap();
+        job.resolve_paths(Path::new("/x/jobs"));
+        assert_eq!(job.output.dir, Path::new("s3://bucket/runs/a"), "a URL is left as written");
     }
 
     #[test]

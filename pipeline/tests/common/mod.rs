@@ -2,6 +2,8 @@
 //! `qcam-fake` binary, and table comparisons. No libtorch, no Python.
 #![allow(dead_code)]
 
+pub mod s3;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -77,6 +79,38 @@ pub fn default_spec(dir: &Path, models: &Path) -> JobSpec<'static> {
         steps: 10,
         out: dir.join("out"),
         extra: "",
+    }
+}
+
+/// A test's temporary folder, with the two fake pairs in it and job files made from the default spec.
+pub struct Case {
+    pub tmp: tempfile::TempDir,
+    pub models: PathBuf,
+}
+
+impl Case {
+    pub fn new(forward_ms: u64) -> Case {
+        let tmp = tempfile::tempdir().unwrap();
+        let models = fake_models(tmp.path(), forward_ms);
+        Case { tmp, models }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.tmp.path().join(name)
+    }
+
+    /// A job file `name` from the default spec, changed by `edit`.
+    pub fn job(&self, name: &str, edit: impl FnOnce(&mut JobSpec<'static>)) -> String {
+        let mut spec = default_spec(self.tmp.path(), &self.models);
+        edit(&mut spec);
+        spec.write(&self.path(name)).to_str().unwrap().to_string()
+    }
+
+    /// A clean run of `job` into the local folder `name`.
+    pub fn clean(&self, job: &str, name: &str) -> PathBuf {
+        let out = self.path(name);
+        ok(&["run", job, "--out", out.to_str().unwrap()]);
+        out
     }
 }
 
