@@ -39,7 +39,7 @@ use operators::infer::Forward;
 use types::Variant;
 use operators::perturb;
 use pipeline::models::PairSpec;
-use qcam::torch::{qengine, TorchModel};
+use qcam::torch::{set_qengine, TorchModel};
 use types::{Engine, Job};
 use sources::{Dataset, Fetcher};
 
@@ -166,7 +166,7 @@ struct Report {
 }
 
 fn set_engine(engine: Engine) -> Result<()> {
-    qengine(engine).set().map_err(|e| anyhow::anyhow!("setting the quantized engine: {e}"))
+    set_qengine(engine).map_err(|e| anyhow::anyhow!("setting the quantized engine: {e}"))
 }
 
 fn load_bare(spec: &PairSpec, variant: Variant) -> Result<CModule> {
@@ -339,7 +339,7 @@ fn main() -> Result<()> {
             if args.io_images > 0 {
                 let k = args.io_images.min(n_images);
                 let inputs = make_inputs(k);
-                let qm = TorchModel::load(&spec.path(variant), (variant == Variant::Quantized).then_some(engine)).map_err(anyhow::Error::msg)?;
+                let qm = TorchModel::load(&spec.path(variant), (variant == Variant::Quantized).then_some(engine), spec.manifest.file(variant).load_options()).map_err(anyhow::Error::msg)?;
                 let flats: Vec<(Vec<f32>, usize)> = {
                     let mut v = Vec::new();
                     let mut at = 0;
