@@ -391,7 +391,7 @@ fn main() -> Result<()> {
                 };
                 // Pass A (untimed): capture the exact batches causal_curves builds.
                 let mut captured = Vec::new();
-                perturb::causal_curves(x, &cam, crop, steps, perturb_batch, target, |buf, n| {
+                perturb::causal_curves(x, &cam, crop, steps, perturb_batch, target, perturb::KnownScores::NONE, |buf, n| {
                     captured.push(to_tensor(buf, n, crop).copy());
                     forward(buf, n)
                 })
@@ -401,7 +401,7 @@ fn main() -> Result<()> {
                 for _ in 0..args.perturb_reps {
                     inner.set(0.0);
                     let t = Instant::now();
-                    let r = perturb::causal_curves(x, &cam, crop, steps, perturb_batch, target, forward)
+                    let r = perturb::causal_curves(x, &cam, crop, steps, perturb_batch, target, perturb::KnownScores::NONE, forward)
                         .map_err(|e| anyhow::anyhow!(e.to_string()))?;
                     let total = t.elapsed().as_secs_f64();
                     if total < best_c {
