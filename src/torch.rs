@@ -80,13 +80,26 @@ struct EngineGate {
 
 static ENGINE_GATE: EngineGate = EngineGate { state: Mutex::new((None, 0)), idle: Condvar::new() };
 
+/// Nanoseconds threads of this process have waited at the gate for another engine's forwards.
+static ENGINE_WAIT_NS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Seconds this process's threads have waited for a quantized engine other models held (summed
+/// over threads): how much two workers running pairs of different engines cost each other.
+pub fn engine_wait_s() -> f64 {
+    ENGINE_WAIT_NS.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1e9
+}
+
 struct EngineTicket;
 
 impl EngineGate {
     fn enter(&self, engine: Engine) -> Result<EngineTicket, String> {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        while st.0 != Some(engine) && st.1 > 0 {
-            st = self.idle.wait(st).unwrap_or_else(|e| e.into_inner());
+        if st.0 != Some(engine) && st.1 > 0 {
+            let start = Instant::now();
+            while st.0 != Some(engine) && st.1 > 0 {
+                st = self.idle.wait(st).unwrap_or_else(|e| e.into_inner());
+            }
+            ENGINE_WAIT_NS.fetch_add(start.elapsed().as_nanos() as u64, std::sync::atomic::Ordering::Relaxed);
         }
         if st.0 != Some(engine) {
             jit::set_qengine(engine)?;
