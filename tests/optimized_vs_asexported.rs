@@ -21,6 +21,7 @@ use std::ffi::OsStr;
 use std::path::Path;
 use std::process::Command;
 
+use operators::compare::pearson;
 use types::{ImageRow, PerturbationRow};
 
 const PAIRS: [&str; 2] = ["mobilenet_v2_qnnpack", "resnet18_random"];
@@ -63,23 +64,6 @@ fn run(dir: &Path, name: &str, models: &Path, all_forwards: bool) -> std::path::
     }
     assert!(cmd.status().unwrap().success(), "qcam run {name} failed");
     out
-}
-
-fn pearson(a: &[f32], b: &[f32]) -> f64 {
-    assert_eq!(a.len(), b.len());
-    let n = a.len() as f64;
-    let (ma, mb) = (a.iter().map(|&v| v as f64).sum::<f64>() / n, b.iter().map(|&v| v as f64).sum::<f64>() / n);
-    let (mut sab, mut saa, mut sbb) = (0.0, 0.0, 0.0);
-    for (&x, &y) in a.iter().zip(b) {
-        let (dx, dy) = (x as f64 - ma, y as f64 - mb);
-        sab += dx * dy;
-        saa += dx * dx;
-        sbb += dy * dy;
-    }
-    if saa == 0.0 && sbb == 0.0 {
-        return 1.0; // two constant maps (e.g. all zero) are the same map
-    }
-    sab / (saa * sbb).sqrt()
 }
 
 #[test]
