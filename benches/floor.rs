@@ -7,7 +7,7 @@
 //! never spans a shard) and turned into input tensors; then, per pair, the float and the quantized
 //! model run every batch with `tch::CModule::forward_is` and nothing else: no output conversion, no
 //! dataflow. Same files, same quantized engine (set before loading and forwarding, as
-//! `src/models.rs` does), same batch size, same libtorch intra-op threads as a 1-process × 1-worker
+//! `src/torch.rs` does), same batch size, same libtorch intra-op threads as a 1-process × 1-worker
 //! `qcam run` (`run.torch_threads`, 0 = all cores). `phase1_forward_s`, the sum over pairs and
 //! variants, is the floor for that run's wall time.
 //!
@@ -19,9 +19,19 @@
 //! variant, `operators::perturb::causal_curves` driven by a tch forward (the stage's kernel cost:
 //! order, blur, batch assembly, input copy, forward, softmax) against bare forwards of exactly the
 //! 202 images it built, in the same batches (the job's `perturbation.steps` and batch size).
-//! Alternated `--perturb-reps` times; the best pass of each is kept. The time spent inside
+//! Alternated `--perturb-reps` times; the best pass of each is kept. `--perturb-batches 8,16`: the
+//! kernel also runs at those batch sizes, interleaved (the cost per image of a forward depends on
+//! the batch: cache footprint against per-call overhead). The time spent inside
 //! `forward_is` during the kept causal_curves pass is recorded too: total / that is the same
 //! ratio measured on one timeline, immune to load drift between passes.
+//!
+//! `--reference-models DIR` (an export of the same pairs as they were exported before the forward
+//! speed-ups: `exporter/export.py --plain --ptq-engine fbgemm`, `make models-asexported`): on the
+//! first `--compare-images` images, each model's bare forward three ways, interleaved rep by rep
+//! (best of `--compare-reps`): the reference file as exported (plain `torch.jit.load`, NCHW input,
+//! its manifest's engine), the current file loaded plainly with channels_last input (for float:
+//! frozen + channels_last) and the current file as qcam loads it (its manifest's load pass: frozen +
+//! channels_last + `optimize_for_inference`). The phase-1 floor above is the last of these.
 //!
 //! A whole-sample timer rather than criterion: one phase-1 pass is tens of seconds, and the
 //! number wanted is the total over the job's batches, not a per-iteration distribution.
@@ -33,13 +43,15 @@ use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use tch::{CModule, IValue, Kind, Tensor};
 
+use operators::perturb::KnownScores;
+
 use operators::decode::{decode_sample_with, Preprocessor};
 use operators::eigencam::{eigencam, SignPolicy};
 use operators::infer::Forward;
 use types::Variant;
 use operators::perturb;
 use pipeline::models::PairSpec;
-use qcam::torch::{qengine, TorchModel};
+use qcam::torch::{set_qengine, TorchModel};
 use types::{Engine, Job};
 use sources::{Dataset, Fetcher};
 
@@ -51,10 +63,15 @@ struct Args {
     io_images: usize,
     perturb_images: usize,
     perturb_reps: usize,
+    /// Other perturbation batch sizes to time the kernel at, besides the job's.
+    perturb_batches: Vec<usize>,
     /// Deletion/insertion steps; None = the job's `perturbation.steps`.
     steps: Option<usize>,
     out: Option<PathBuf>,
     skip_phase1: bool,
+    reference_models: Option<PathBuf>,
+    compare_images: usize,
+    compare_reps: usize,
 }
 
 fn parse_args() -> Result<Args> {
@@ -67,9 +84,13 @@ fn parse_args() -> Result<Args> {
         io_images: 64,
         perturb_images: 1,
         perturb_reps: 2,
+        perturb_batches: Vec::new(),
         steps: None,
         out: None,
         skip_phase1: false,
+        reference_models: None,
+        compare_images: 64,
+        compare_reps: 3,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -84,9 +105,13 @@ fn parse_args() -> Result<Args> {
             "--io-images" => a.io_images = val()?.parse()?,
             "--perturb-images" => a.perturb_images = val()?.parse()?,
             "--perturb-reps" => a.perturb_reps = val()?.parse::<usize>()?.max(1),
+            "--perturb-batches" => a.perturb_batches = val()?.split(',').map(str::parse).collect::<Result<_, _>>()?,
             "--steps" => a.steps = Some(val()?.parse()?),
             "--out" => a.out = Some(PathBuf::from(val()?)),
             "--skip-phase1" => a.skip_phase1 = true,
+            "--reference-models" => a.reference_models = Some(PathBuf::from(val()?)),
+            "--compare-images" => a.compare_images = val()?.parse()?,
+            "--compare-reps" => a.compare_reps = val()?.parse::<usize>()?.max(1),
             other if other.starts_with('-') => bail!("unknown option {other}"),
             // A name filter from `cargo bench floor`: this bench has one name.
             _ => {}
@@ -138,6 +163,27 @@ struct PerturbCase {
     inner_ratio: f64,
     deletion_auc: f32,
     insertion_auc: f32,
+    /// (batch, seconds): the same kernel at the `--perturb-batches` sizes, best of the same reps.
+    other_batches: Vec<(usize, f64)>,
+}
+
+/// One model's bare forward three ways, on the same images and batches (ms per image, best rep).
+#[derive(Serialize)]
+struct ForwardCompare {
+    pair: String,
+    variant: &'static str,
+    images: usize,
+    /// The reference export's file, plain load, NCHW input, under its manifest's engine.
+    as_exported_ms: f64,
+    as_exported_engine: Option<Engine>,
+    /// The current file, plain load, channels_last input.
+    frozen_cl_ms: f64,
+    /// The current file as qcam loads and feeds it.
+    optimized_ms: f64,
+    engine: Option<Engine>,
+    /// The current file's outputs against the reference export's.
+    top1_agree: f64,
+    max_abs_dlogit: f32,
 }
 
 #[derive(Serialize)]
@@ -163,29 +209,53 @@ struct Report {
     perturb_bare_s_per_image_variant: Option<f64>,
     /// Σ causal_curves_s / Σ inner_forward_s: the same ratio on one timeline.
     perturb_inner_ratio: Option<f64>,
+    compare: Vec<ForwardCompare>,
 }
 
 fn set_engine(engine: Engine) -> Result<()> {
-    qengine(engine).set().map_err(|e| anyhow::anyhow!("setting the quantized engine: {e}"))
+    set_qengine(engine).map_err(|e| anyhow::anyhow!("setting the quantized engine: {e}"))
 }
 
-fn load_bare(spec: &PairSpec, variant: Variant) -> Result<CModule> {
-    if variant == Variant::Quantized {
-        set_engine(spec.manifest.quantization.engine)?;
+/// A model as the floor runs it: bare forwards, nothing around them.
+enum Bare {
+    /// tch's plain `CModule::load`; `true`: the input converted to channels_last first.
+    Plain(CModule, bool),
+    /// As qcam loads and feeds it (the manifest's load pass and input format).
+    Qcam(TorchModel),
+}
+
+impl Bare {
+    /// The quantized engine is set before loading (weights are packed for it) and must be current
+    /// at every forward (`set_engine`).
+    fn load(spec: &PairSpec, variant: Variant, qcam: bool, channels_last: bool) -> Result<Bare> {
+        let engine = (variant == Variant::Quantized).then(|| spec.manifest.quantization.engine);
+        if let Some(e) = engine {
+            set_engine(e)?;
+        }
+        let path = spec.path(variant);
+        if qcam {
+            let m = TorchModel::load(&path, engine, spec.manifest.file(variant).load_options()).map_err(anyhow::Error::msg);
+            return Ok(Bare::Qcam(m.with_context(|| format!("loading {}", path.display()))?));
+        }
+        let mut m = CModule::load(&path).with_context(|| format!("loading {}", path.display()))?;
+        m.set_eval();
+        Ok(Bare::Plain(m, channels_last))
     }
-    let path = spec.path(variant);
-    let mut m = CModule::load(&path).with_context(|| format!("loading {}", path.display()))?;
-    m.set_eval();
-    Ok(m)
-}
 
-fn forward_logits_act(m: &CModule, x: &Tensor) -> Result<(Tensor, Tensor)> {
-    match m.forward_is(&[IValue::Tensor(x.shallow_clone())])? {
-        IValue::Tuple(mut v) if v.len() == 2 => match (v.remove(0), v.remove(0)) {
-            (IValue::Tensor(l), IValue::Tensor(a)) => Ok((l, a)),
-            _ => bail!("forward must return (logits, act)"),
-        },
-        _ => bail!("forward must return a tuple (logits, act)"),
+    fn forward(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
+        let (m, x) = match self {
+            Bare::Qcam(m) => return tch::no_grad(|| m.forward_tensors(x)).map_err(anyhow::Error::msg),
+            // NCHW values laid out NHWC: what `contiguous(memory_format=channels_last)` gives.
+            Bare::Plain(m, true) => (m, x.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2])),
+            Bare::Plain(m, false) => (m, x.shallow_clone()),
+        };
+        match tch::no_grad(|| m.forward_is(&[IValue::Tensor(x)]))? {
+            IValue::Tuple(mut v) if v.len() == 2 => match (v.remove(0), v.remove(0)) {
+                (IValue::Tensor(l), IValue::Tensor(a)) => Ok((l, a)),
+                _ => bail!("forward must return (logits, act)"),
+            },
+            _ => bail!("forward must return a tuple (logits, act)"),
+        }
     }
 }
 
@@ -200,11 +270,10 @@ fn process_cpu_s() -> f64 {
 }
 
 /// Bare forwards of the given inputs; outputs dropped. Seconds.
-fn time_bare(m: &CModule, inputs: &[Tensor]) -> Result<f64> {
+fn time_bare(m: &Bare, inputs: &[Tensor]) -> Result<f64> {
     let t = Instant::now();
     for x in inputs {
-        let out = tch::no_grad(|| m.forward_is(&[IValue::Tensor(x.shallow_clone())]))?;
-        drop(out);
+        drop(m.forward(x)?);
     }
     Ok(t.elapsed().as_secs_f64())
 }
@@ -305,7 +374,7 @@ fn main() -> Result<()> {
         let mut per_variant = Vec::new();
         for variant in Variant::BOTH {
             let mut loop_cpu_s = 0.0;
-            let m = load_bare(spec, variant)?;
+            let m = Bare::load(spec, variant, true, false)?;
             if variant == Variant::Quantized {
                 set_engine(engine)?;
             }
@@ -339,7 +408,7 @@ fn main() -> Result<()> {
             if args.io_images > 0 {
                 let k = args.io_images.min(n_images);
                 let inputs = make_inputs(k);
-                let qm = TorchModel::load(&spec.path(variant), (variant == Variant::Quantized).then_some(engine)).map_err(anyhow::Error::msg)?;
+                let Bare::Qcam(qm) = &m else { unreachable!("loaded as qcam loads it") };
                 let flats: Vec<(Vec<f32>, usize)> = {
                     let mut v = Vec::new();
                     let mut at = 0;
@@ -366,9 +435,11 @@ fn main() -> Result<()> {
                 });
             }
 
-            // Deletion/insertion kernel cost vs its bare forwards.
+            // Deletion/insertion kernel cost vs its bare forwards, with the known scores the stage
+            // passes in (the unperturbed image's from this forward, the all-zero image's once).
+            let blank = Vec::<f32>::try_from(&m.forward(&Tensor::zeros([1, 3, crop as i64, crop as i64], (Kind::Float, tch::Device::Cpu)))?.0.to_kind(Kind::Float).view(-1))?;
             for (x, id) in pix.iter().zip(ids).take(args.perturb_images) {
-                let (logits, act) = tch::no_grad(|| forward_logits_act(&m, &to_tensor(x, 1, crop)))?;
+                let (logits, act) = m.forward(&to_tensor(x, 1, crop))?;
                 let logits = Vec::<f32>::try_from(&logits.to_kind(Kind::Float).view(-1))?;
                 let act = if matches!(act.kind(), Kind::QUInt8 | Kind::QInt8 | Kind::QInt32) { act.dequantize() } else { act };
                 let shape = act.size();
@@ -380,29 +451,38 @@ fn main() -> Result<()> {
                     .enumerate()
                     .fold((0, f32::NEG_INFINITY), |b, (i, &v)| if v > b.1 { (i, v) } else { b })
                     .0;
+                let probs = |l: &[f32]| operators::infer::softmax(l)[target];
+                let known = KnownScores { unperturbed: Some(probs(&logits)), blank: Some(probs(&blank)) };
                 let inner = std::cell::Cell::new(0.0f64);
                 let forward = |buf: &[f32], n: usize| -> Result<Vec<f32>, String> {
                     let x = to_tensor(buf, n, crop);
                     let t = Instant::now();
-                    let out = tch::no_grad(|| forward_logits_act(&m, &x)).map_err(|e| e.to_string());
+                    let out = m.forward(&x).map_err(|e| e.to_string());
                     inner.set(inner.get() + t.elapsed().as_secs_f64());
                     let (l, _) = out?;
                     Vec::<f32>::try_from(&l.to_kind(Kind::Float).contiguous().view(-1)).map_err(|e| e.to_string())
                 };
                 // Pass A (untimed): capture the exact batches causal_curves builds.
                 let mut captured = Vec::new();
-                perturb::causal_curves(x, &cam, crop, steps, perturb_batch, target, |buf, n| {
+                perturb::causal_curves(x, &cam, crop, steps, perturb_batch, target, known, |buf, n| {
                     captured.push(to_tensor(buf, n, crop).copy());
                     forward(buf, n)
                 })
                 .map_err(|e| anyhow::anyhow!(e.to_string()))?;
                 let (mut best_c, mut best_b, mut best_inner) = (f64::INFINITY, f64::INFINITY, 0.0);
                 let mut last = None;
+                let mut other_batches: Vec<(usize, f64)> = args.perturb_batches.iter().map(|&b| (b, f64::INFINITY)).collect();
                 for _ in 0..args.perturb_reps {
+                    // The same kernel at other batch sizes, interleaved with the job's.
+                    for (b, best) in other_batches.iter_mut() {
+                        let t = Instant::now();
+                        perturb::causal_curves(x, &cam, crop, steps, *b, target, known, forward).map_err(|e| anyhow::anyhow!(e))?;
+                        *best = best.min(t.elapsed().as_secs_f64());
+                    }
                     inner.set(0.0);
                     let t = Instant::now();
-                    let r = perturb::causal_curves(x, &cam, crop, steps, perturb_batch, target, forward)
-                        .map_err(|e| anyhow::anyhow!(e.to_string()))?;
+                    let r = perturb::causal_curves(x, &cam, crop, steps, perturb_batch, target, known, forward)
+                        .map_err(|e| anyhow::anyhow!(e))?;
                     let total = t.elapsed().as_secs_f64();
                     if total < best_c {
                         (best_c, best_inner) = (total, inner.get());
@@ -411,13 +491,14 @@ fn main() -> Result<()> {
                     best_b = best_b.min(time_bare(&m, &captured)?);
                 }
                 let r = last.expect("at least one rep");
+                let forwards: usize = captured.iter().map(|t| t.size()[0] as usize).sum();
                 eprintln!(
                     "floor: {} {} {id}: deletion+insertion {:.2} s, its {} bare forwards {:.2} s (×{:.3}); \
                      forwards inside it {:.2} s (×{:.3})",
                     spec.name(),
                     variant.as_str(),
                     best_c,
-                    2 * (steps + 1),
+                    forwards,
                     best_b,
                     best_c / best_b,
                     best_inner,
@@ -427,7 +508,7 @@ fn main() -> Result<()> {
                     pair: spec.name().into(),
                     variant: variant.as_str(),
                     image_id: id.clone(),
-                    forwards: 2 * (steps + 1),
+                    forwards,
                     causal_curves_s: best_c,
                     bare_forward_s: best_b,
                     ratio: best_c / best_b,
@@ -435,12 +516,21 @@ fn main() -> Result<()> {
                     inner_ratio: best_c / best_inner,
                     deletion_auc: r.deletion_auc,
                     insertion_auc: r.insertion_auc,
+                    other_batches,
                 });
             }
         }
         let quantized = per_variant.pop().expect("two variants");
         let float = per_variant.pop().expect("two variants");
         pair_floors.push(PairFloor { name: spec.name().into(), engine, float, quantized });
+    }
+
+    let mut compare = Vec::new();
+    if let Some(dir) = &args.reference_models {
+        for spec in &pairs {
+            let (_, pix, _) = images_of(spec);
+            compare.extend(compare_forwards(spec, dir, pix, &batches, args.compare_images, args.compare_reps)?);
+        }
     }
 
     let phase1_forward_s: f64 = pair_floors.iter().map(|p| p.float.forward_s + p.quantized.forward_s).sum();
@@ -464,6 +554,7 @@ fn main() -> Result<()> {
         perturb_s_per_image_variant: (!cases.is_empty()).then(|| sc / cases.len() as f64),
         perturb_bare_s_per_image_variant: (!cases.is_empty()).then(|| sb / cases.len() as f64),
         perturb: cases,
+        compare,
     };
     eprintln!("floor: phase-1 bare forwards {:.2} s ({:.2} images/s)", phase1_forward_s, n_images as f64 / phase1_forward_s);
     let json = serde_json::to_string_pretty(&report)?;
@@ -472,6 +563,92 @@ fn main() -> Result<()> {
         None => println!("{json}"),
     }
     Ok(())
+}
+
+/// Each variant of `spec` as exported (the pair of the same name in `reference_dir`), as its current
+/// file loaded plainly with channels_last input, and as qcam loads it: bare forwards of the first
+/// `limit` images in the job's batches, interleaved rep by rep, best rep kept.
+fn compare_forwards(
+    spec: &PairSpec,
+    reference_dir: &Path,
+    pix: &[Vec<f32>],
+    batches: &[usize],
+    limit: usize,
+    reps: usize,
+) -> Result<Vec<ForwardCompare>> {
+    let reference = PairSpec::read(reference_dir, spec.name())?;
+    reference.verify()?;
+    let crop = spec.manifest.preprocess.crop as usize;
+    let mut inputs = Vec::new();
+    let mut at = 0;
+    for &len in batches {
+        let len = len.min(limit.min(pix.len()) - at);
+        if len == 0 {
+            break;
+        }
+        let flat: Vec<f32> = pix[at..at + len].iter().flat_map(|p| p.iter().copied()).collect();
+        inputs.push(to_tensor(&flat, len, crop));
+        at += len;
+    }
+    let mut out = Vec::new();
+    for variant in Variant::BOTH {
+        let engine_of = |s: &PairSpec| (variant == Variant::Quantized).then(|| s.manifest.quantization.engine);
+        let models = [
+            (Bare::load(&reference, variant, false, false)?, engine_of(&reference)),
+            (Bare::load(spec, variant, false, true)?, engine_of(spec)),
+            (Bare::load(spec, variant, true, false)?, engine_of(spec)),
+        ];
+        let run = |(m, e): &(Bare, Option<Engine>)| -> Result<(f64, Vec<Tensor>)> {
+            if let Some(e) = e {
+                set_engine(*e)?;
+            }
+            let t = Instant::now();
+            let logits = inputs.iter().map(|x| m.forward(x).map(|o| o.0)).collect::<Result<Vec<_>>>()?;
+            Ok((t.elapsed().as_secs_f64(), logits))
+        };
+        for m in &models {
+            run(m)?; // warm-up: first-call allocations, the profiling executor's first runs
+        }
+        let mut best = [f64::INFINITY; 3];
+        let mut logits = Vec::new();
+        for _ in 0..reps {
+            logits.clear();
+            for (b, m) in best.iter_mut().zip(&models) {
+                let (s, l) = run(m)?;
+                *b = b.min(s);
+                logits.push(Tensor::cat(&l, 0));
+            }
+        }
+        let n = at as f64;
+        let agree = logits[0].argmax(1, false).eq_tensor(&logits[2].argmax(1, false)).to_kind(Kind::Float).mean(Kind::Float);
+        let ms = |s: f64| 1e3 * s / n;
+        let c = ForwardCompare {
+            pair: spec.name().into(),
+            variant: variant.as_str(),
+            images: at,
+            as_exported_ms: ms(best[0]),
+            as_exported_engine: models[0].1,
+            frozen_cl_ms: ms(best[1]),
+            optimized_ms: ms(best[2]),
+            engine: models[2].1,
+            top1_agree: agree.double_value(&[]),
+            max_abs_dlogit: (&logits[0] - &logits[2]).abs().max().double_value(&[]) as f32,
+        };
+        eprintln!(
+            "floor: {} {}: as exported {:.1} ms/image, plain + channels_last {:.1}, as qcam loads it {:.1} (×{:.2}); \
+             top-1 agreement {:.3}, max |Δlogit| {:.2e}",
+            c.pair,
+            c.variant,
+            c.as_exported_ms,
+            c.frozen_cl_ms,
+            c.optimized_ms,
+            c.optimized_ms / c.as_exported_ms,
+            c.top1_agree,
+            c.max_abs_dlogit
+        );
+        out.push(c);
+    }
+    Ok(out)
 }
 
 fn write_out(p: &Path, json: &str) -> Result<()> {

@@ -4,8 +4,9 @@
 
 Reads what the script wrote there: `run1/` (qcam, 1 process × 1 worker, and its `run1.time`, GNU
 time -v), `floor.json` (benches/floor.rs), `peer.json` (benches/peer/pipeline.py), `spawn2/` (2
-processes × 1 worker), `run1200.time` (the 1,200-image run), `lscpu.txt`, `load.txt`. Every ratio
-is between numbers measured in that one invocation.
+processes × 1 worker), `run1200.time` (the 1,200-image run), `lscpu.txt`, `load.txt`; for the
+forward speed-ups (issue 14) `floor-compare.json`, `rundel-ref/`, `job/`, `jobref/`, `peerjob.json`.
+Every ratio is between numbers measured in that one invocation.
 """
 import glob
 import json
@@ -109,7 +110,7 @@ if peer:
         ips = statistics.median([n_img / wall(r) for r in runs])
         ratio = ips / peer["images_per_s"]
         rows.append((f"phase-1 images/s, qcam {label} / Python peer",
-                     f"{ratio:.1f}× ({ips:.2f} vs {peer['images_per_s']:.3f} images/s)", "≥ 3×", ratio >= 3,
+                     f"{ratio:.1f}× ({ips:.2f} vs {peer['images_per_s']:.3f} images/s)", "≥ 5×", ratio >= 5,
                      f"qcam: median of {len(runs)} runs on {n_img} images; peer on its first {peer['images']} "
                      f"(pytorch-grad-cam's full SVD), same cores; with a thin SVD the peer would do "
                      f"{peer['images_per_s_thin_svd']:.3f} images/s → {ips / peer['images_per_s_thin_svd']:.1f}×"))
@@ -185,6 +186,29 @@ if floor and floor.get("perturb_ratio"):
     rows.append(("del+ins kernel / its 202 bare forwards (separate pass)", f"{ratio:.2f} ({floor['perturb_s_per_image_variant']:.2f} s / "
                  f"{floor['perturb_bare_s_per_image_variant']:.2f} s per image·variant)", "≤ 1.15", ratio <= 1.15,
                  "the same, against a separate pass of bare forwards of the 202 captured images (best of reps)"))
+# Deletion/insertion before and after the forward speed-ups: the same job (`job-del`) with the
+# reference models (the export as it was; by BASE_QCAM when the bench was given one) and with these.
+rundel_ref = run_record("rundel-ref")
+ref_rows = table_rows("rundel-ref", "perturbation") if rundel_ref else []
+if ref_rows and pert_rows and stage:
+    per = lambda rec, rows: sum(w["perturb_s"] for r in rec for w in r["workers"]) / len(rows)  # noqa: E731
+    before, after = per(rundel_ref, ref_rows), per(rundel, pert_rows)
+    rows.append(("deletion/insertion seconds per image·variant, after / before the forward speed-ups",
+                 f"{after / before:.2f} ({after:.2f} s vs {before:.2f} s)", "≤ 0.65", after / before <= 0.65,
+                 f"`rundel` against `rundel-ref` just before it: the same job and images ({len(pert_rows)} rows), "
+                 "the reference export (traced float files, fbgemm PTQ) and, when given, the code before"))
+job, jobref, peerjob = run_record("job"), run_record("jobref"), load("peerjob.json")
+if job and peerjob:
+    w = wall(job)
+    rows.append(("the whole job end to end, Python peer / qcam", f"{peerjob['job_s'] / w:.1f}× ({peerjob['job_s']:.0f} s vs {w:.0f} s)",
+                 "≥ 4×", peerjob["job_s"] / w >= 4,
+                 f"the bench's job as a user runs it (phase 1 on {peerjob['images']} images, then deletion/insertion of "
+                 f"each pair's top {peerjob['subset_fraction']} by RMSE, {job[0]['job']['perturbation']['steps']} steps), "
+                 "qcam's run.json wall against the peer doing the same (benches/peer/pipeline.py --subset-fraction)"))
+if job and jobref:
+    rows.append(("the whole job, qcam after / before the forward speed-ups", f"{wall(job) / wall(jobref):.2f} "
+                 f"({wall(job):.0f} s vs {wall(jobref):.0f} s)", "—", None,
+                 "`job` against `jobref`: the same job with the reference export (and the code before, when given)"))
 if peer and peer.get("perturb") and floor and floor.get("perturb"):
     rows.append(("del+ins seconds per image·variant, Python RISE / qcam kernel",
                  f"{peer['perturb_s_per_image_variant'] / floor['perturb_s_per_image_variant']:.2f}× "
@@ -250,6 +274,37 @@ print("| measure | measured | target | met | how |")
 print("|---|---|---|---|---|")
 for what, val, target, met, how in rows:
     print(f"| {what} | {val} | {target} | {'—' if met is None else ('yes' if met else '**no**')} | {how} |")
+
+# ------------------------------------------------------------------ each model's forward
+compare = (load("floor-compare.json") or {}).get("compare")
+if compare:
+    print()
+    print("Each model's bare forward (ms per image, best of interleaved reps, the job's batches): the file as "
+          "exported before the speed-ups (plain `torch.jit.load`, NCHW), the current file loaded plainly with "
+          "channels_last input, and as qcam loads it (its manifest's load pass). Target for float "
+          "`efficientnet_lite0` and `mobilenet_v2*`: ≤ 0.6 of as exported.")
+    print()
+    print("| pair | variant | engine (as exported → now) | as exported | plain, channels_last | as qcam loads it | ratio | met | top-1 agreement | max \\|Δ logit\\| |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for c in compare:
+        ratio = c["optimized_ms"] / c["as_exported_ms"]
+        targeted = c["variant"] == "float" and (c["pair"] == "efficientnet_lite0" or c["pair"].startswith("mobilenet_v2"))
+        met = ("yes" if ratio <= 0.6 else "**no**") if targeted else "—"
+        engines = f"{c['as_exported_engine']} → {c['engine']}" if c["engine"] else "—"
+        print(f"| {c['pair']} | {c['variant']} | {engines} | {c['as_exported_ms']:.1f} | {c['frozen_cl_ms']:.1f} | "
+              f"{c['optimized_ms']:.1f} | {ratio:.2f} | {met} | {c['top1_agree']:.3f} | {c['max_abs_dlogit']:.2g} |")
+if floor and any(c.get("other_batches") for c in floor.get("perturb", [])):
+    print()
+    print(f"The deletion/insertion kernel at other batch sizes, seconds per image·variant (the job's batch is "
+          f"{floor['perturb_batch']}; best of the same interleaved reps, {floor['torch_threads']} threads):")
+    print()
+    sizes = sorted({b for c in floor["perturb"] for b, _ in c["other_batches"]})
+    print("| pair | variant | " + " | ".join(f"batch {b}" for b in sizes) + f" | batch {floor['perturb_batch']} |")
+    print("|---|---|" + "---|" * (len(sizes) + 1))
+    for c in floor["perturb"]:
+        other = dict(c["other_batches"])
+        print(f"| {c['pair']} | {c['variant']} | " + " | ".join(f"{other[b]:.2f}" for b in sizes)
+              + f" | {c['causal_curves_s']:.2f} |")
 
 # ------------------------------------------------------------------ where the time goes
 if run1 and floor:

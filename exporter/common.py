@@ -182,21 +182,54 @@ class HookedPair(nn.Module):
 # --------------------------------------------------------------------------------------------
 # TorchScript
 # --------------------------------------------------------------------------------------------
-def trace_and_save(module: nn.Module, path: str, quantized: bool, seed: int) -> dict:
-    """Trace with N=2, save, reload, check N=1/2/5 against the eager module. Returns stats."""
+@dataclass(frozen=True)
+class Runtime:
+    """What is done to a traced model: ``freeze`` before saving (``torch.jit.freeze``: parameters
+    folded into the graph, BatchNorm into the convs), and how every consumer loads and feeds the
+    saved file (``optimize_for_inference`` after loading, since its result cannot be saved;
+    ``channels_last`` input). Recorded in the manifest's file entry (``entry``)."""
+
+    freeze: bool = False
+    optimize_for_inference: bool = False
+    channels_last: bool = False
+
+    def entry(self) -> dict:
+        return {"frozen": self.freeze, "optimize_for_inference": self.optimize_for_inference,
+                "channels_last": self.channels_last}
+
+
+# Float models, measured per architecture (batch 32 and 16, 2 threads, interleaved; benches/
+# PERFORMANCE.md): a frozen graph run through oneDNN's optimize_for_inference (prepacked convs, conv
+# + ReLU fused) is the fastest for MobileNetV2 (0.35-0.39 of the as-exported forward, against 0.58-0.65
+# frozen with channels_last input) and on a par for ResNet18; channels_last input adds nothing to it.
+FLOAT_RUNTIME = Runtime(freeze=True, optimize_for_inference=True)
+# Networks whose activations optimize_for_inference cannot fuse (EfficientNet-Lite0's separate
+# ReLU6: 0.51-0.64 with it) are fastest frozen with channels_last input (0.47-0.52).
+FROZEN_CHANNELS_LAST = Runtime(freeze=True, channels_last=True)
+# Int8 models gain nothing from any of it (measured: same speed, bit-identical outputs): as traced.
+PLAIN = Runtime()
+
+
+def trace_and_save(module: nn.Module, path: str, quantized: bool, seed: int, runtime: Runtime = PLAIN) -> dict:
+    """Trace with N=2 (then freeze, if ``runtime`` says so), save, reload as qcam loads it, and check
+    N=1/2/5 against the eager module. Returns stats."""
+    from loading import load_file, prepare
+
     module.eval()
     x2 = random_images(2, seed + 1)
     with torch.no_grad():
         traced = torch.jit.trace(module, x2, check_trace=False)
+    if runtime.freeze:
+        traced = torch.jit.freeze(traced.eval())
     torch.jit.save(traced, path)
-    loaded = torch.jit.load(path)
-    loaded.eval()
+    entry = runtime.entry()
+    loaded = load_file(path, entry)
     stats = {}
     for n in (1, 2, 5):
         x = random_images(n, seed + 10 + n)
         with torch.no_grad():
             el, ea = module(x)
-            tl, ta = loaded(x)
+            tl, ta = loaded(prepare(x, entry))
         if tuple(tl.shape) != (n, 1000):
             raise RuntimeError(f"{path}: logits shape {tuple(tl.shape)} for N={n}")
         if ta.shape[0] != n or ta.dim() != 4:

@@ -22,10 +22,23 @@
 #   rundel   qcam run JOB with deletion/insertion on the top DEL_FRACTION (default 0.01) of each
 #            pair: the whole stage in the graph against the floor's bare forwards
 #
+# The forward speed-ups (issue 14), against the pairs as they were exported before them
+# (REFERENCE_MODELS, default artifacts/models-asexported: `make models-asexported`):
+#   floor-compare  each model's bare forward as exported, plain with channels_last input, and as
+#            qcam loads it (benches/floor.rs --reference-models), interleaved
+#   rundel-ref   rundel with the reference models, run by BASE_QCAM when set (a qcam built from
+#            the code before, e.g. main's), else by this qcam: deletion/insertion before and after,
+#            right before rundel
+#   job, peerjob  the whole job (phase 1 and deletion/insertion, the job's own layout, subset,
+#            steps and batch) by qcam and by the Python peer end to end; jobref: the same job
+#            with the reference models (by BASE_QCAM when set)
+#
 # Then benches/perf_table.py writes table.md. Knobs (environment):
 #   JOB=jobs/demo.toml  BENCH_OUT=target/bench-run/<UTC stamp>  PEER_LIMIT=64 (images the Python
 #   peer runs; it is several times slower)  PERTURB_IMAGES=1 (per pair and variant, floor and peer)
-#   PHASE1_REPS=3  DEL_FRACTION=0.01  SKIP_1200=1  SKIP_PEER=1  SKIP_DEL=1  SKIP_SCALING=1 (no
+#   PERTURB_BATCHES=8,16 (batch sizes the floor also times the deletion/insertion kernel at)
+#   PHASE1_REPS=3  DEL_FRACTION=0.01  REFERENCE_MODELS  BASE_QCAM  SKIP_JOB=1 (no job, jobref,
+#   peerjob)  SKIP_1200=1  SKIP_PEER=1  SKIP_DEL=1  SKIP_SCALING=1 (no
 #   run1t1, no floor-t1*)  SKIP_OMP=1 (no run1p)  SKIP_THP=1 (no run1nothp)  PERF=1 (also record a
 #   `perf` profile of run1 when perf works)
 set -euo pipefail
@@ -37,7 +50,7 @@ PERTURB_IMAGES=${PERTURB_IMAGES:-1}
 DEL_FRACTION=${DEL_FRACTION:-0.01}
 PHASE1_REPS=${PHASE1_REPS:-3}
 PY=${PY:-.venv/bin/python}
-QCAM=target/release/qcam
+REF=${REFERENCE_MODELS:-artifacts/models-asexported}
 TIME=/usr/bin/time
 [ -x "$TIME" ] || { echo "bench: GNU time (/usr/bin/time) is needed for peak RSS (apt-get install time)" >&2; exit 1; }
 mkdir -p "$OUT"
@@ -50,19 +63,22 @@ log() { echo "bench: $*" >&2; }
 "$PY" benches/job_variant.py "$JOB" "$OUT/job-del.toml" 'perturbation.scope="subset"' "subset.top_fraction=$DEL_FRACTION"
 
 # The job's data, models, pairs and batch size, resolved as qcam resolves them.
-read -r DATA MODELS PAIRS BATCH < <("$PY" - "$JOB" <<'EOF'
+read -r DATA MODELS PAIRS BATCH FRACTION PBATCH < <("$PY" - "$JOB" <<'EOF'
 import os, sys, tomllib
 p = sys.argv[1]
 j = tomllib.load(open(p, "rb"))
 base = os.path.dirname(os.path.abspath(p))
 r = lambda x: x if "://" in x else os.path.normpath(os.path.join(base, x))
-print(r(j["data"]["path"]), r(j["models"]["dir"]), ",".join(j["models"]["pairs"]), j.get("run", {}).get("batch_size", 16))
+batch = j.get("run", {}).get("batch_size", 16)
+print(r(j["data"]["path"]), r(j["models"]["dir"]), ",".join(j["models"]["pairs"]), batch,
+      j.get("subset", {}).get("top_fraction", 0.05), j.get("perturbation", {}).get("batch_size", 0) or batch)
 EOF
 )
 THREADS=$(nproc)
 
 log "building (release binary and the floor bench)"
 cargo build --release
+QCAM=$(cargo metadata --format-version 1 --no-deps 2>/dev/null | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release/qcam
 cargo bench --bench floor --no-run 2>&1 | tail -n 1
 FLOOR=$(cargo bench --bench floor --no-run --message-format=json 2>/dev/null \
   | "$PY" -c 'import json,sys
@@ -79,6 +95,9 @@ cp "$QCAM" "$OUT/bin/runner"
 cp "$FLOOR" "$OUT/bin/floor"
 QCAM=$OUT/bin/runner
 FLOOR=$OUT/bin/floor
+if [ -n "${BASE_QCAM:-}" ]; then cp "$BASE_QCAM" "$OUT/bin/base"; BASE=$OUT/bin/base; else BASE=$QCAM; fi
+HAVE_REF=$([ -d "$REF" ] && echo 1 || echo 0)
+[ "$HAVE_REF" = 1 ] || log "no reference models at $REF (make models-asexported): skipping floor-compare, rundel-ref, jobref"
 
 lscpu > "$OUT/lscpu.txt"
 env | grep -E '^(OMP|GOMP|MKL|OPENBLAS)_' > "$OUT/env.txt" || true
@@ -122,22 +141,55 @@ fi
 
 log "(b) floor after run1: bare forwards of the same models, images and batches; del/ins kernel"
 stamp floor
-"$FLOOR" --job "$OUT/job-phase1.toml" --threads "$THREADS" --perturb-images "$PERTURB_IMAGES" --out "$OUT/floor.json" 2> "$OUT/floor.log"
+"$FLOOR" --job "$OUT/job-phase1.toml" --threads "$THREADS" --perturb-images "$PERTURB_IMAGES" \
+  --perturb-batches "${PERTURB_BATCHES:-8,16}" --out "$OUT/floor.json" 2> "$OUT/floor.log"
 grep "phase-1" "$OUT/floor.log" >&2
 
 # Right after the floor's deletion/insertion pass, which it is compared with: the machine's speed
 # drifts over minutes when it is shared.
+if [ "${SKIP_DEL:-0}" != 1 ] && [ "$HAVE_REF" = 1 ]; then
+  log "(b1) deletion/insertion before the speed-ups: reference models, $([ "$BASE" = "$QCAM" ] && echo "this qcam" || echo "$BASE_QCAM") → $OUT/rundel-ref"
+  timed rundel-ref "$BASE" run "$OUT/job-del.toml" --models "$REF" --overwrite --out "$OUT/rundel-ref" -w 1
+  tail -n 1 "$OUT/rundel-ref.log" >&2
+fi
 if [ "${SKIP_DEL:-0}" != 1 ]; then
   log "(b2) deletion/insertion in the graph, top $DEL_FRACTION of each pair → $OUT/rundel"
   timed rundel "$QCAM" run "$OUT/job-del.toml" --overwrite --out "$OUT/rundel" -w 1
   tail -n 1 "$OUT/rundel.log" >&2
 fi
 
+if [ "$HAVE_REF" = 1 ]; then
+  log "(b4) each model's forward: as exported, plain + channels_last, as qcam loads it → $OUT/floor-compare.json"
+  stamp floor-compare
+  "$FLOOR" --job "$OUT/job-phase1.toml" --threads "$THREADS" --skip-phase1 --io-images 0 --perturb-images 0 \
+    --reference-models "$REF" --out "$OUT/floor-compare.json" 2> "$OUT/floor-compare.log"
+  grep "as exported" "$OUT/floor-compare.log" >&2
+fi
+
+if [ "${SKIP_JOB:-0}" != 1 ]; then
+  # The whole job as a user runs it (its own workers, subset, steps), then the peer doing the same.
+  log "(b5) the whole job: qcam → $OUT/job"
+  timed job "$QCAM" run "$JOB" --overwrite --out "$OUT/job"
+  tail -n 1 "$OUT/job.log" >&2
+  if [ "$HAVE_REF" = 1 ]; then
+    log "(b6) the whole job with the reference models → $OUT/jobref"
+    timed jobref "$BASE" run "$JOB" --models "$REF" --overwrite --out "$OUT/jobref"
+    tail -n 1 "$OUT/jobref.log" >&2
+  fi
+  if [ "${SKIP_PEER:-0}" != 1 ]; then
+    log "(b7) the whole job: Python peer (all images, deletion/insertion on the top $FRACTION) → $OUT/peerjob.json"
+    timed peerjob "$PY" benches/peer/pipeline.py --data "$DATA" --models "$MODELS" --pairs "$PAIRS" --threads "$THREADS" \
+      --batch "$BATCH" --subset-fraction "$FRACTION" --perturb-batch "$PBATCH" --out "$OUT/peerjob.json" \
+      --parquet "$OUT/peerjob-tables"
+    tail -n 1 "$OUT/peerjob.log" >&2
+  fi
+fi
+
 if [ "${SKIP_PEER:-0}" != 1 ]; then
   log "(c) Python peer on the first $PEER_LIMIT images"
   stamp peer
   "$PY" benches/peer/pipeline.py --data "$DATA" --models "$MODELS" --pairs "$PAIRS" --threads "$THREADS" \
-    --batch "$BATCH" --limit "$PEER_LIMIT" --perturb-images "$PERTURB_IMAGES" --out "$OUT/peer.json" \
+    --batch "$BATCH" --limit "$PEER_LIMIT" --perturb-images "$PERTURB_IMAGES" --perturb-batch "$PBATCH" --out "$OUT/peer.json" \
     --parquet "$OUT/peer-tables" 2> "$OUT/peer.log"
   tail -n 1 "$OUT/peer.log" >&2
 fi

@@ -1,6 +1,8 @@
-//! The libtorch backend: TorchScript files loaded and run with tch. The pipeline only sees
-//! [`pipeline::models::Backend`] and [`Forward`]; everything libtorch-specific (the quantized
-//! engine, threads, huge pages) is here.
+//! The libtorch backend: TorchScript files loaded and run with tch, and through a small C++ shim
+//! ([`jit`]) where tch falls short. The pipeline only sees [`pipeline::models::Backend`] and
+//! [`Forward`]; everything libtorch-specific (the quantized engine, threads, huge pages) is here.
+
+mod jit;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, Weak};
@@ -8,8 +10,8 @@ use std::time::Instant;
 
 use operators::infer::{BatchOutput, Forward, InferError, QParams};
 use pipeline::models::Backend;
-use tch::{IValue, Kind, Tensor};
-use types::Engine;
+use tch::{Kind, Tensor};
+use types::{Engine, LoadOptions};
 
 /// Runs TorchScript files with libtorch. Workers of a process share one loaded copy of each file:
 /// tch marks `CModule` Send + Sync (TorchScript inference is safe from several threads), and a
@@ -17,19 +19,24 @@ use types::Engine;
 /// copy each). Held weakly, so a model goes when the run's workers drop it.
 #[derive(Default)]
 pub struct TorchBackend {
-    loaded: Mutex<Vec<(PathBuf, Weak<TorchModel>)>>,
+    loaded: Mutex<Vec<(LoadKey, Weak<TorchModel>)>>,
 }
 
+/// One loaded copy per file, engine (weights are packed for the engine current at load) and load
+/// pass.
+type LoadKey = (PathBuf, Option<Engine>, LoadOptions);
+
 impl Backend for TorchBackend {
-    fn load(&self, file: &Path, engine: Option<Engine>) -> Result<Box<dyn Forward>, String> {
+    fn load(&self, file: &Path, engine: Option<Engine>, options: LoadOptions) -> Result<Box<dyn Forward>, String> {
         // Held while loading: the other workers wait for this copy instead of loading their own.
         let mut loaded = self.loaded.lock().unwrap_or_else(|e| e.into_inner());
         loaded.retain(|(_, w)| w.strong_count() > 0);
-        if let Some(model) = loaded.iter().find(|(p, _)| p == file).and_then(|(_, w)| w.upgrade()) {
+        let key = (file.to_path_buf(), engine, options);
+        if let Some(model) = loaded.iter().find(|(k, _)| *k == key).and_then(|(_, w)| w.upgrade()) {
             return Ok(Box::new(Shared(model)));
         }
-        let model = Arc::new(TorchModel::load(file, engine)?);
-        loaded.push((file.to_path_buf(), Arc::downgrade(&model)));
+        let model = Arc::new(TorchModel::load(file, engine, options)?);
+        loaded.push((key, Arc::downgrade(&model)));
         Ok(Box::new(Shared(model)))
     }
 
@@ -59,14 +66,10 @@ impl Forward for Shared {
     }
 }
 
-/// The libtorch engine a manifest's engine runs on. tch can only name FBGEMM and QNNPACK. The
-/// exporter writes fbgemm for its PTQ models, and the tests compare these results with Python's
-/// under the same engine.
-pub fn qengine(engine: Engine) -> tch::QEngine {
-    match engine {
-        Engine::Qnnpack => tch::QEngine::QNNPACK,
-        Engine::Fbgemm | Engine::X86 => tch::QEngine::FBGEMM,
-    }
+/// Sets libtorch's process-wide quantized engine (through the shim: tch cannot name X86). For code
+/// outside the gate below, such as benches that run one model at a time.
+pub fn set_qengine(engine: Engine) -> Result<(), String> {
+    jit::set_qengine(engine)
 }
 
 /// libtorch's quantized engine is one process-wide setting, and it matters twice: weights are
@@ -81,16 +84,29 @@ struct EngineGate {
 
 static ENGINE_GATE: EngineGate = EngineGate { state: Mutex::new((None, 0)), idle: Condvar::new() };
 
+/// Nanoseconds threads of this process have waited at the gate for another engine's forwards.
+static ENGINE_WAIT_NS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Seconds this process's threads have waited for a quantized engine other models held (summed
+/// over threads): how much two workers running pairs of different engines cost each other.
+pub fn engine_wait_s() -> f64 {
+    ENGINE_WAIT_NS.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1e9
+}
+
 struct EngineTicket;
 
 impl EngineGate {
     fn enter(&self, engine: Engine) -> Result<EngineTicket, String> {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        while st.0 != Some(engine) && st.1 > 0 {
-            st = self.idle.wait(st).unwrap_or_else(|e| e.into_inner());
+        if st.0 != Some(engine) && st.1 > 0 {
+            let start = Instant::now();
+            while st.0 != Some(engine) && st.1 > 0 {
+                st = self.idle.wait(st).unwrap_or_else(|e| e.into_inner());
+            }
+            ENGINE_WAIT_NS.fetch_add(start.elapsed().as_nanos() as u64, std::sync::atomic::Ordering::Relaxed);
         }
         if st.0 != Some(engine) {
-            qengine(engine).set().map_err(|e| e.to_string())?;
+            jit::set_qengine(engine)?;
             st.0 = Some(engine);
         }
         st.1 += 1;
@@ -109,19 +125,26 @@ impl Drop for EngineTicket {
 }
 
 pub struct TorchModel {
-    module: tch::CModule,
+    module: jit::JitModule,
     path: PathBuf,
     /// The quantized engine this model needs at load and at every forward; `None` for float.
     engine: Option<Engine>,
 }
 
 impl TorchModel {
-    /// Loads a TorchScript file; the error is the first line of libtorch's (the caller names the file).
-    pub fn load(path: &Path, engine: Option<Engine>) -> Result<TorchModel, String> {
+    /// Loads a TorchScript file (in eval mode, with `options`' load pass); the error is the first
+    /// line of libtorch's (the caller names the file). `engine`: the quantized engine to pack its
+    /// weights for and to run it under; `None` for float models.
+    pub fn load(path: &Path, engine: Option<Engine>, options: LoadOptions) -> Result<TorchModel, String> {
         let _ticket = engine.map(|e| ENGINE_GATE.enter(e)).transpose()?;
-        let mut module = tch::CModule::load(path).map_err(|e| first_line(&e.to_string()))?;
-        module.set_eval();
+        let module = jit::JitModule::load(path, options)?;
         Ok(TorchModel { module, path: path.to_path_buf(), engine })
+    }
+
+    /// The bare forward `x -> (logits, act)` with nothing around it: no engine gate (the caller has
+    /// set the engine), no copies. For benches that compare qcam's forwards with it.
+    pub fn forward_tensors(&self, x: &Tensor) -> Result<(Tensor, Tensor), InferError> {
+        self.module.forward(x)
     }
 
     pub fn path(&self) -> &Path {
@@ -139,20 +162,8 @@ impl TorchModel {
         let x = Tensor::from_slice(pixels).reshape([n as i64, 3, crop as i64, crop as i64]);
         let ticket = self.engine.map(|e| ENGINE_GATE.enter(e)).transpose().map_err(InferError::Failed)?;
         let start = Instant::now();
-        let out = tch::no_grad(|| self.module.forward_is(&[IValue::Tensor(x)]))
-            .map_err(|e| InferError::Failed(first_line(&e.to_string())))?;
-        match out {
-            IValue::Tuple(mut items) if items.len() == 2 => {
-                let act = items.pop().unwrap();
-                let logits = items.pop().unwrap();
-                match (logits, act) {
-                    (IValue::Tensor(l), IValue::Tensor(a)) => Ok((l, a, start, ticket)),
-                    _ => Err(InferError::Contract("forward must return (Tensor logits, Tensor act)".into())),
-                }
-            }
-            IValue::Tuple(items) => Err(InferError::Contract(format!("forward returned a tuple of {} items, expected (logits, act)", items.len()))),
-            _ => Err(InferError::Contract("forward must return a tuple (logits, act)".into())),
-        }
+        let (logits, act) = self.module.forward(&x)?;
+        Ok((logits, act, start, ticket))
     }
 
     fn run(&self, pixels: &[f32], n: usize, crop: usize) -> Result<BatchOutput, InferError> {
@@ -203,10 +214,6 @@ impl Forward for TorchModel {
         let logits = Vec::<f32>::try_from(&logits.to_kind(Kind::Float).contiguous().view(-1)).map_err(|e| InferError::Failed(e.to_string()))?;
         Ok((logits, start.elapsed().as_secs_f32() * 1e3))
     }
-}
-
-fn first_line(s: &str) -> String {
-    s.lines().find(|l| !l.trim().is_empty()).unwrap_or(s).trim().to_string()
 }
 
 /// Asks libtorch's CPU allocator to back tensors of 2 MB and more with transparent huge pages

@@ -83,3 +83,18 @@ fn unknown_manifest_key_names_the_file() {
     let err = PairSpec::read(tmp.path(), "resnet18_random").err().unwrap().to_string();
     assert!(err.contains("manifest.json") && err.contains("surprise"), "{err}");
 }
+
+#[test]
+fn a_pair_under_another_engine_is_named_for_it() {
+    let dir = common::models_dir();
+    let spec = PairSpec::read(&dir, "mobilenet_v2_qnnpack@x86").unwrap();
+    assert_eq!(spec.name(), "mobilenet_v2_qnnpack@x86");
+    assert_eq!(spec.manifest.name, "mobilenet_v2_qnnpack");
+    assert_eq!(spec.engine(types::Variant::Quantized), Some(types::Engine::X86));
+    assert_eq!(spec.engine(types::Variant::Float), None);
+    // The manifest's own engine is no override: the pair keeps its name.
+    let own = PairSpec::read(&dir, "mobilenet_v2_qnnpack@qnnpack").unwrap();
+    assert_eq!((own.name(), own.engine(types::Variant::Quantized)), ("mobilenet_v2_qnnpack", Some(types::Engine::Qnnpack)));
+    let err = PairSpec::read(&dir, "mobilenet_v2_qnnpack@avx").err().unwrap().to_string();
+    assert!(err.contains("mobilenet_v2_qnnpack@avx") && err.contains("not a quantized engine"), "{err}");
+}

@@ -33,6 +33,7 @@ fn check_pair(name: &str) {
     common::write_f32(&input_path, &input);
     let prefix = tmp.path().join("out");
     let script = common::repo_root().join("tests/reference/torch_outputs.py");
+    let engine = spec.engine(Variant::Quantized).expect("int8 has an engine").to_string();
     common::run_python(
         &script,
         &[
@@ -44,6 +45,8 @@ fn check_pair(name: &str) {
             OsStr::new(&n.to_string()),
             OsStr::new("--out"),
             prefix.as_os_str(),
+            OsStr::new("--engine"),
+            OsStr::new(&engine),
         ],
     );
     let meta: serde_json::Value =
@@ -85,4 +88,11 @@ fn mobilenet_v2_qnnpack_matches_python() {
 #[test]
 fn resnet18_random_matches_python() {
     check_pair("resnet18_random");
+}
+
+/// The real QAT MobileNetV2 int8 loaded and run under x86 instead of its qnnpack (`<pair>@<engine>`):
+/// qcam's outputs are torch's under that engine, not the pair's own (which the test above checks).
+#[test]
+fn an_int8_model_runs_under_the_engine_asked_for() {
+    check_pair("mobilenet_v2_qnnpack@x86");
 }

@@ -24,10 +24,17 @@ Stage times are accumulated separately. The run also times a thin SVD (`full_mat
 the same matrices outside the wall clock (`svd_thin_s`, against `svd_full_s`), to show how much of the peer's time is the library's
 full `VT` (1280×1280 for a 1280-channel layer).
 
+Each file is loaded and fed as its manifest entry says (exporter/loading.py: optimize_for_inference
+and channels_last input for the float models), the forwards qcam runs, so qcam's lead is its
+pipeline's, not a load pass (`--load plain`: `torch.jit.load` alone).
+
 Deletion/insertion: the first `--perturb-images` images of each pair and variant go through
 RISE's `CausalMetric.single_run` as ported in tests/reference/perturb_rise.py (RISE's loop; the
-model scores the stacked images of a curve in batches of `--batch`), on that variant's cam. Each
-call also runs RISE's own unperturbed forward to pick the class. Seconds per (image, variant).
+model scores the stacked images of a curve in batches of `--perturb-batch`), on that variant's cam.
+Each call also runs RISE's own unperturbed forward to pick the class. Seconds per (image, variant).
+With `--subset-fraction F` they are instead the job's own: per pair, the top ceil(F·n) images by
+RMSE (ties by image id, SPEC §4), both variants, and `job_s` is the whole job end to end (phase 1,
+the tables, then deletion/insertion of the subsets), what `qcam run` of the same job does.
 """
 import argparse
 import json
@@ -44,6 +51,10 @@ ap.add_argument("--threads", type=int, default=os.cpu_count())
 ap.add_argument("--batch", type=int, default=16)
 ap.add_argument("--limit", type=int, default=None, help="first N images (sorted by id)")
 ap.add_argument("--perturb-images", type=int, default=1)
+ap.add_argument("--subset-fraction", type=float, default=None,
+                help="deletion/insertion on each pair's top fraction by RMSE instead of its first --perturb-images")
+ap.add_argument("--perturb-batch", type=int, default=32, help="perturbed images per forward (the job's)")
+ap.add_argument("--load", choices=["manifest", "plain"], default="manifest")
 ap.add_argument("--steps", type=int, default=100)
 ap.add_argument("--out", required=True, help="JSON report")
 ap.add_argument("--parquet", default=None, help="folder for the rows (default: beside --out)")
@@ -70,7 +81,23 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "tests", "reference"))
 import perturb_rise  # noqa: E402  (RISE's CausalMetric, ported)
 
-perturb_rise.BATCH = args.batch
+sys.path.insert(0, os.path.join(HERE, "..", "..", "exporter"))
+import loading  # noqa: E402
+
+perturb_rise.BATCH = args.perturb_batch
+
+
+def load_side(mdir, man, side):
+    if args.load == "plain":
+        return torch.jit.load(os.path.join(mdir, man[side]["file"])).eval(), lambda x: x
+    return loading.load(mdir, man, side), lambda x, e=man[side]: loading.prepare(x, e)
+
+
+def subset_size(n, fraction):
+    """qcam's k = ceil(fraction · n), the fraction read as the decimal it was written as."""
+    x = fraction * n
+    k = round(x) if abs(x - round(x)) <= 1e-9 * max(round(x), 1) else math.ceil(x)
+    return min(max(k, 0), n)
 
 
 # ------------------------------------------------------------------ data (SPEC §1)
@@ -210,15 +237,16 @@ for name in pairs:
     man = json.load(open(os.path.join(mdir, "manifest.json")))
     pre = man["preprocess"]
     engine = man["quantization"]["engine"]
-    engine = "fbgemm" if engine == "x86" else engine  # as qcam: tch names only fbgemm and qnnpack
     interp = {"bilinear": InterpolationMode.BILINEAR, "bicubic": InterpolationMode.BICUBIC}[pre["interpolation"]]
     tf = transforms.Compose([transforms.Resize(pre["resize"], interpolation=interp),
                              transforms.CenterCrop(pre["crop"]), transforms.ToTensor(),
                              transforms.Normalize(pre["mean"], pre["std"])])
     crop = pre["crop"]
-    fm = torch.jit.load(os.path.join(mdir, man["float"]["file"])).eval()
-    torch.backends.quantized.engine = engine
-    qm = torch.jit.load(os.path.join(mdir, man["quantized"]["file"])).eval()
+    fm, ffeed = load_side(mdir, man, "float")
+    loading.set_engine(man)
+    qm, qfeed = load_side(mdir, man, "quantized")
+    feeds = {"float": ffeed, "quantized": qfeed}
+    candidates = {}  # image id -> (input, float cam, quantized cam), for the subset
     stages["load_s"] += time.perf_counter() - t0
     pstart = time.perf_counter()
     fwd = {"float": 0.0, "quantized": 0.0}
@@ -236,7 +264,7 @@ for name in pairs:
         with torch.no_grad():
             for variant, m in (("float", fm), ("quantized", qm)):
                 t = time.perf_counter()
-                logits, act = m(x)
+                logits, act = m(feeds[variant](x))
                 qp = None
                 if act.is_quantized:
                     qp = (act.q_scale(), act.q_zero_point())
@@ -279,12 +307,21 @@ for name in pairs:
                                    "cam": maps[v][1][i].ravel().tolist(), "box": list(box), "iou": box_iou,
                                    "iou_curve": curve, **{k: (v2.tolist() if isinstance(v2, np.ndarray) else v2)
                                                           for k, v2 in st.items()}})
-                if b == 0 and i < args.perturb_images:
+                if args.subset_fraction is None and b == 0 and i < args.perturb_images:
                     keep[(name, v, i)] = (x[i:i + 1].clone(), maps[v][2][i].copy(), iid)
+            if args.subset_fraction is not None:
+                candidates[iid] = (x[i:i + 1].clone(), cf.copy(), cq.copy())
+    if args.subset_fraction is not None:
+        ranked = sorted((r for r in pair_rows if r["model"] == name), key=lambda r: (-r["rmse"], r["image_id"]))
+        for rank, r in enumerate(ranked[:subset_size(len(ranked), args.subset_fraction)]):
+            x1, cf1, cq1 = candidates[r["image_id"]]
+            keep[(name, "float", rank)] = (x1, cf1, r["image_id"])
+            keep[(name, "quantized", rank)] = (x1, cq1, r["image_id"])
+        candidates.clear()
     per_pair[name] = {"engine": engine, "wall_s": time.perf_counter() - pstart,
                       "forward_float_s": fwd["float"], "forward_quantized_s": fwd["quantized"]}
-    if args.perturb_images:
-        kept_models[name] = (fm, qm, engine)
+    if args.perturb_images or args.subset_fraction:
+        kept_models[name] = (fm, qm, engine, feeds)
 
 t = time.perf_counter()
 out_dir = args.parquet or os.path.join(os.path.dirname(os.path.abspath(args.out)), "peer-tables")
@@ -300,14 +337,15 @@ step = math.ceil(224 * 224 / args.steps)
 for name in pairs:
     if name not in kept_models:
         continue
-    fm, qm, engine = kept_models[name]
+    fm, qm, engine, feeds = kept_models[name]
     for (pname, v, i), (x, cam, iid) in sorted(keep.items()):
         if pname != name:
             continue
         m = fm if v == "float" else qm
         if v == "quantized":
             torch.backends.quantized.engine = engine
-        model = lambda inp, m=m: torch.softmax(m(inp)[0], dim=1)  # noqa: E731  RISE scores probabilities
+        feed = feeds[v]
+        model = lambda inp, m=m, feed=feed: torch.softmax(m(feed(inp))[0], dim=1)  # noqa: E731  RISE scores probabilities
         hw = x.shape[-1] * x.shape[-2]
         t = time.perf_counter()
         d_scores, _ = perturb_rise.CausalMetric(model, "del", step, perturb_rise.zero, hw).single_run(x.clone(), cam)
@@ -321,6 +359,7 @@ for name in pairs:
                         "insertion_auc": float(perturb_rise.auc(i_scores))})
         print(f"peer: {name} {v} {iid}: deletion {t_del:.2f} s, insertion {t_ins:.2f} s", file=sys.stderr)
 
+job_s = time.perf_counter() - t_wall - cam_thin_s
 n = len(items)
 report = {
     "images": n, "pairs": pairs, "threads": args.threads, "batch": args.batch,
@@ -331,10 +370,13 @@ report = {
     "images_per_s_thin_svd": n / (wall - svd_full_s + cam_thin_s),
     "perturb": perturb,
     "perturb_s_per_image_variant": (sum(p["total_s"] for p in perturb) / len(perturb)) if perturb else None,
+    "perturb_batch": args.perturb_batch, "subset_fraction": args.subset_fraction, "load": args.load,
+    # Phase 1, its tables, then deletion/insertion: the whole job (with --subset-fraction).
+    "job_s": job_s,
     "versions": {"torch": torch.__version__, "numpy": np.__version__, "cv2": cv2.__version__},
 }
 os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
 with open(args.out, "w") as f:
     json.dump(report, f, indent=2)
-print(f"peer: {n} images x {len(pairs)} pairs in {wall:.1f} s ({n / wall:.2f} images/s); stages "
+print(f"peer: whole run {job_s:.1f} s; phase 1: {n} images x {len(pairs)} pairs in {wall:.1f} s ({n / wall:.2f} images/s); stages "
       + ", ".join(f"{k} {v:.1f}" for k, v in stages.items()), file=sys.stderr)

@@ -10,7 +10,7 @@ from typing import Callable, Dict, List, Optional
 
 import torch.nn as nn
 
-from common import Preprocess, SampleData
+from common import FLOAT_RUNTIME, Preprocess, Runtime, SampleData
 
 
 @dataclass
@@ -20,6 +20,8 @@ class ExportContext:
     data: SampleData
     calib_images: int
     efficientnet_variant: str = "faithful"
+    # Engine of the pairs this exporter quantizes itself (export.py --ptq-engine).
+    ptq_engine: str = "x86"
     measure_variants: bool = False
 
     def calibration(self, pre: Preprocess):
@@ -60,6 +62,8 @@ class PairBuild:
     calibration: Optional[dict] = None
     random: bool = False
     notes: Dict[str, object] = field(default_factory=dict)
+    # What is done to the float file and how it is loaded (common.Runtime); int8 files stay plain.
+    float_runtime: Runtime = FLOAT_RUNTIME
 
 
 # name -> builder(ctx) ; resolvers map a requested name to a concrete one (e.g. *_random)

@@ -29,11 +29,10 @@ import torch
 import torch.nn as nn
 
 import quant
-from common import Preprocess
+from common import FROZEN_CHANNELS_LAST, Preprocess
 from . import ExportContext, PairBuild, calibration_json, register
 
 PREPROCESS = Preprocess(resize=256, crop=224, interpolation="bicubic", mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
-ENGINE = "fbgemm"
 
 
 class LiteNet(nn.Module):
@@ -186,6 +185,7 @@ def relu6_to_fixed_relu(net: LiteNet, replace: bool = True):
 
 
 def build_variant(ctx: ExportContext, variant: str, base: nn.Module, calib: torch.Tensor):
+    engine = ctx.ptq_engine
     padding = "tf" if variant == "faithful" else "symmetric"
     fnet = restructure(base, padding)
     qsrc = copy.deepcopy(fnet)
@@ -197,10 +197,10 @@ def build_variant(ctx: ExportContext, variant: str, base: nn.Module, calib: torc
         if diff > 1e-4:
             raise RuntimeError(f"stride-1 depthwise rewrite changed the float logits by {diff}")
     if variant == "fast":
-        qnet = quant.ptq_fx(qsrc, ENGINE, calib, relu6_module_names=relu6_to_fixed_relu(qsrc))
+        qnet = quant.ptq_fx(qsrc, engine, calib, relu6_module_names=relu6_to_fixed_relu(qsrc))
     else:
         # conv+BN feeding each ReLU6: fixed 6/127 output grid; pads quantized (see quant.py)
-        qnet = quant.ptq_fx(qsrc, ENGINE, calib, relu6_input_module_names=relu6_to_fixed_relu(qsrc, replace=False),
+        qnet = quant.ptq_fx(qsrc, engine, calib, relu6_input_module_names=relu6_to_fixed_relu(qsrc, replace=False),
                             quantized_pad=True)
     return fnet, qnet
 
@@ -227,7 +227,7 @@ def build(ctx: ExportContext) -> PairBuild:
         architecture="timm tf_efficientnet_lite0",
         preprocess=PREPROCESS,
         cam_layer="bn2",
-        engine=ENGINE,
+        engine=ctx.ptq_engine,
         method=method,
         float_module=fnet,
         quant_module=qnet,
@@ -236,4 +236,5 @@ def build(ctx: ExportContext) -> PairBuild:
         quant_weights=f"substitute:ptq of the float weights ({variant} variant)",
         calibration=ctx.calibration_info(ids),
         notes={"variant": variant, "timm_rewrite_max_abs_diff": diff},
+        float_runtime=FROZEN_CHANNELS_LAST,
     )

@@ -99,14 +99,15 @@ def _random(spec: TVSpec) -> Callable[[ExportContext], PairBuild]:
         reestimate_bn(fmodel, bn_x)
         qmodel = copy.deepcopy(fmodel)
         calib, ids = ctx.calibration(TORCHVISION_PREPROCESS)
-        quant.ptq_eager_torchvision(qmodel, spec.engine, calib)
+        # Our own PTQ, not the published int8 weights: packed for the fastest engine here.
+        quant.ptq_eager_torchvision(qmodel, ctx.ptq_engine, calib)
         how = f"random:{ctx.seed} (BN statistics re-estimated on {bn_what})"
         return PairBuild(
             name=f"{spec.name}_random",
             architecture=f"torchvision {spec.name}",
             preprocess=TORCHVISION_PREPROCESS,
             cam_layer=spec.cam_layer,
-            engine=spec.engine,
+            engine=ctx.ptq_engine,
             method="ptq-static-eager",
             float_module=HookedPair(fmodel, spec.cam_layer),
             quant_module=HookedPair(qmodel, spec.cam_layer),

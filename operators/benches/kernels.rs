@@ -227,7 +227,7 @@ fn bench_perturb(cr: &mut Criterion) {
     g.bench_function("causal_curves_no_model_202_images", |b| {
         b.iter(|| {
             black_box(
-                perturb::causal_curves(&x, &cam, CROP, STEPS, BATCH, 7, |_, n| Ok(logits[..n * 1000].to_vec()))
+                perturb::causal_curves(&x, &cam, CROP, STEPS, BATCH, 7, perturb::KnownScores::NONE, |_, n| Ok(logits[..n * 1000].to_vec()))
                     .expect("curves"),
             )
         })

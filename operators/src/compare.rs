@@ -96,3 +96,23 @@ mod tests {
         assert!(r.rmse > 100.0);
     }
 }
+
+/// Pearson correlation of two maps of equal length, in f64: how the tests judge whether two CAMs
+/// are the same map up to rounding. Two constant maps (e.g. all zero) are the same map: 1.
+pub fn pearson(a: &[f32], b: &[f32]) -> f64 {
+    assert_eq!(a.len(), b.len(), "pearson of maps of different lengths");
+    let n = a.len() as f64;
+    let ma = a.iter().map(|&x| x as f64).sum::<f64>() / n;
+    let mb = b.iter().map(|&x| x as f64).sum::<f64>() / n;
+    let (mut sab, mut saa, mut sbb) = (0.0, 0.0, 0.0);
+    for (&x, &y) in a.iter().zip(b) {
+        let (dx, dy) = (x as f64 - ma, y as f64 - mb);
+        sab += dx * dy;
+        saa += dx * dx;
+        sbb += dy * dy;
+    }
+    if saa == 0.0 && sbb == 0.0 {
+        return 1.0;
+    }
+    sab / (saa * sbb).sqrt()
+}

@@ -30,7 +30,7 @@ use timely::dataflow::operators::Capability;
 use timely::dataflow::StreamVec;
 
 use crate::eigencam::cam_full;
-use crate::infer::{softmax, PairModels};
+use crate::infer::{softmax, Forward, PairModels};
 use crate::subset::Scored;
 use types::{ErrorRow, Image, PerturbationRow, Stage, Variant};
 
@@ -226,14 +226,35 @@ pub struct Causal {
     pub insertion_auc: f32,
 }
 
+/// Scores of curve points whose images the caller has already run, so [`causal_curves`] need not:
+/// three points of every pair of curves are one of two images.
+/// * `unperturbed`: the score of `x` itself, deletion's first point and insertion's last (phase 1
+///   computed it: the variant's top-1 probability);
+/// * `blank`: the score of the all-zero image, deletion's last point, the same for every image of a
+///   model (so computed once per model).
+///
+/// Points that replace every pixel are all of one of these images, so when `steps` does not divide
+/// the image evenly (several such points), all of them are known.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct KnownScores {
+    pub unperturbed: Option<f32>,
+    pub blank: Option<f32>,
+}
+
+impl KnownScores {
+    /// Nothing known: every point is run.
+    pub const NONE: KnownScores = KnownScores { unperturbed: None, blank: None };
+}
+
 /// Runs deletion and insertion for one image `x` (normalised CHW, `3 × crop × crop`) under the map
 /// `cam` (crop×crop), scoring class `target` (the variant's prediction on the unperturbed `x`).
 ///
 /// `forward(pixels, n)` gets `n ≤ batch` consecutive images and must return their **logits**,
 /// `n × classes` row-major; the score is the softmax probability of `target`. The `2·(steps + 1)`
-/// images go out in order, deletion points first then insertion points, packed into full batches
-/// (a batch may hold the tail of deletion and the head of insertion), so `forward` runs
-/// `ceil(2·(steps + 1) / batch)` times.
+/// points' images, less those whose score `known` gives, go out in order, deletion points first
+/// then insertion points, packed into full batches (a batch may hold the tail of deletion and the
+/// head of insertion), so `forward` runs `ceil(images / batch)` times.
+#[allow(clippy::too_many_arguments)] // the kernel's inputs, each a plain value
 pub fn causal_curves<F: FnMut(&[f32], usize) -> Result<Vec<f32>, String>>(
     x: &[f32],
     cam: &[f32],
@@ -241,6 +262,7 @@ pub fn causal_curves<F: FnMut(&[f32], usize) -> Result<Vec<f32>, String>>(
     steps: usize,
     batch: usize,
     target: usize,
+    known: KnownScores,
     mut forward: F,
 ) -> Result<Causal, String> {
     if batch == 0 {
@@ -253,16 +275,23 @@ pub fn causal_curves<F: FnMut(&[f32], usize) -> Result<Vec<f32>, String>>(
     let order = pixel_order(cam);
     let blurred = blur(x, crop);
     let points = plan.points();
-    let total = 2 * points;
+    // The points still to run: deletion `del`, then insertion `0..ins`. The rest are known: at
+    // every point from `full` on, all pixels are replaced (deletion: the all-zero image;
+    // insertion: `x` again), and deletion's point 0 is `x`.
+    let full = (0..points).find(|&i| plan.replaced_at(i) == plan.pixels()).unwrap_or(points);
+    let del = usize::from(known.unperturbed.is_some())..if known.blank.is_some() { full } else { points };
+    let ins = if known.unperturbed.is_some() { full } else { points };
+    let total = del.len() + ins;
     let mut scores = Vec::with_capacity(total);
     let mut buf = Vec::with_capacity(batch.min(total) * x.len());
     let mut at = 0;
     while at < total {
         let end = (at + batch).min(total);
         buf.clear();
-        // Global index j < points is deletion point j, otherwise insertion point j − points.
-        fill_deletion(x, &order, &plan, at.min(points)..end.min(points), &mut buf);
-        fill_insertion(x, &blurred, &order, &plan, at.max(points) - points..end.max(points) - points, &mut buf);
+        // Index j < del.len() is deletion point del.start + j, otherwise insertion point j − del.len().
+        let d = del.len();
+        fill_deletion(x, &order, &plan, del.start + at.min(d)..del.start + end.min(d), &mut buf);
+        fill_insertion(x, &blurred, &order, &plan, at.max(d) - d..end.max(d) - d, &mut buf);
         let n = end - at;
         let logits = forward(&buf, n)?;
         if logits.is_empty() || logits.len() % n != 0 {
@@ -275,8 +304,13 @@ pub fn causal_curves<F: FnMut(&[f32], usize) -> Result<Vec<f32>, String>>(
         scores.extend(logits.chunks_exact(classes).map(|row| softmax(row)[target]));
         at = end;
     }
-    let insertion = scores.split_off(points);
-    let deletion = scores;
+    let ran_insertion = scores.split_off(del.len());
+    let (unperturbed, blank) = (known.unperturbed.unwrap_or(f32::NAN), known.blank.unwrap_or(f32::NAN));
+    let mut deletion = vec![unperturbed; del.start];
+    deletion.extend(scores);
+    deletion.resize(points, blank);
+    let mut insertion = ran_insertion;
+    insertion.resize(points, unperturbed);
     Ok(Causal {
         deletion_auc: auc(&deletion, steps),
         insertion_auc: auc(&insertion, steps),
@@ -303,15 +337,35 @@ pub struct PerturbConfig {
     pub crop: usize,
 }
 
+/// The all-zero image's logits under each variant of one pair: deletion's last point for every
+/// image of the pair ([`KnownScores::blank`]), so run once, at first use, and kept.
+#[derive(Debug, Default)]
+pub struct BlankLogits([std::cell::OnceCell<Vec<f32>>; 2]);
+
+impl BlankLogits {
+    fn get(&self, model: &dyn Forward, variant: Variant, crop: usize, forward_s: &std::cell::Cell<f64>) -> Result<&[f32], String> {
+        let cell = &self.0[variant as usize];
+        if cell.get().is_none() {
+            let (logits, ms) = model.logits(&vec![0.0; CHANNELS * crop * crop], 1, crop).map_err(|e| e.to_string())?;
+            forward_s.set(forward_s.get() + ms as f64 / 1e3);
+            let _ = cell.set(logits);
+        }
+        Ok(cell.get().expect("set above"))
+    }
+}
+
 /// Deletion and insertion for both variants of one image, each on its own map (upsampled from the
-/// stored h×w map exactly as §3 step 5 does) and scoring its own unperturbed top-1.
-/// `forward_s` adds up the seconds spent in the model's forwards, so the stage's overhead around
-/// them can be measured on one timeline (benches).
+/// stored h×w map exactly as §3 step 5 does) and scoring its own unperturbed top-1. The points whose
+/// images are the unperturbed one (its score is phase 1's top-1 probability) or the all-zero one
+/// (`blank`) are not run again; without `blank`, every point is. `forward_s` adds up the seconds
+/// spent in the model's forwards, so the stage's overhead around them can be measured on one
+/// timeline (benches).
 pub fn perturb_image(
     models: &PairModels,
     image: &Image,
     job: &PerturbJob,
     cfg: &PerturbConfig,
+    blank: Option<&BlankLogits>,
     forward_s: &std::cell::Cell<f64>,
 ) -> Result<[PerturbationRow; 2], String> {
     let row = |variant: Variant| -> Result<PerturbationRow, String> {
@@ -324,7 +378,14 @@ pub fn perturb_image(
             forward_s.set(forward_s.get() + ms as f64 / 1e3);
             Ok(logits)
         };
-        let c = causal_curves(&image.pixels, &cam, cfg.crop, cfg.steps, cfg.batch, target, forward)
+        let known = match blank {
+            Some(b) => {
+                let logits = b.get(model, variant, cfg.crop, forward_s)?;
+                KnownScores { unperturbed: score.target_prob(), blank: logits.get(target).map(|_| softmax(logits)[target]) }
+            }
+            None => KnownScores::NONE,
+        };
+        let c = causal_curves(&image.pixels, &cam, cfg.crop, cfg.steps, cfg.batch, target, known, forward)
             .map_err(|e| format!("{}: {e}", variant.as_str()))?;
         Ok(PerturbationRow {
             image_id: image.image_id.clone(),
@@ -366,6 +427,10 @@ where
     jobs.unary_frontier(Pipeline, "Perturb", move |_cap, info| {
         let activator = scope.activator_for(info.address);
         let mut pending: Vec<(Capability<u64>, Vec<PerturbJob>)> = Vec::new();
+        // QCAM_PERTURB_ALL_FORWARDS=1 runs every point's forward, as before known scores: the
+        // reference run of tests/optimized_vs_asexported.rs.
+        let reuse = std::env::var_os("QCAM_PERTURB_ALL_FORWARDS").is_none_or(|v| v != "1");
+        let blank = reuse.then(BlankLogits::default);
         move |(input, _frontier), output| {
             input.for_each(|cap, data| {
                 if let Some(cap) = cap.retain_least(output.output_index()) {
@@ -383,7 +448,7 @@ where
             let mut session = output.session(&*cap);
             for (job, image) in group.iter().zip(images) {
                 let fail = |message: String| ErrorRow::new(&job.scored.image_id, &job.shard, Stage::Perturb, message).for_model(&job.model);
-                session.give(image.and_then(|im| perturb_image(&models, &im, job, &cfg, &time.forward_s).map_err(fail)));
+                session.give(image.and_then(|im| perturb_image(&models, &im, job, &cfg, blank.as_ref(), &time.forward_s).map_err(fail)));
             }
             drop(session);
             time.busy_s.set(time.busy_s.get() + start.elapsed().as_secs_f64());

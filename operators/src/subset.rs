@@ -37,6 +37,9 @@ pub struct VariantScore {
     pub top5_correct: bool,
     /// The variant's top-1 class on the unperturbed image: deletion/insertion scores it (§5).
     pub target: i32,
+    /// Its probability, NaN when there is none: the score of the unperturbed image, which
+    /// deletion/insertion then need not compute again.
+    target_prob: u32,
     iou: u32,
     /// act_mean, act_std, act_sparsity, act_entropy.
     act: [u64; 4],
@@ -52,12 +55,17 @@ impl VariantScore {
             top1_correct: row.top1_correct,
             top5_correct: row.top5_correct,
             target: row.top5.first().copied().unwrap_or(-1),
+            target_prob: row.top5_prob.first().copied().unwrap_or(f32::NAN).to_bits(),
             iou: row.iou.to_bits(),
             act: [row.act_mean, row.act_std, row.act_sparsity, row.act_entropy].map(f64::to_bits),
             cam_h: row.cam_h as u32,
             cam_w: row.cam_w as u32,
             cam_lo: row.cam.iter().map(|v| v.to_bits()).collect(),
         }
+    }
+
+    pub fn target_prob(&self) -> Option<f32> {
+        Some(f32::from_bits(self.target_prob)).filter(|p| p.is_finite())
     }
 
     pub fn iou(&self) -> f32 {

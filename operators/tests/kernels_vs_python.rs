@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use operators::compare::{flipped_cam, rmse};
+use operators::compare::{flipped_cam, pearson, rmse};
 use operators::eigencam::{cam_full, cam_lo, eigencam, principal_projection, upsample_bilinear, SignPolicy};
 use operators::stats::{act_stats, dice, QGrid};
 use operators::wsol::{components, localize, max_box_acc_v2, CURVE_LEN};
@@ -67,20 +67,6 @@ fn reference() -> &'static Reference {
         let meta = serde_json::from_slice(&std::fs::read(dir.join("meta.json")).unwrap()).unwrap();
         Reference { dir, meta }
     })
-}
-
-fn pearson(a: &[f32], b: &[f32]) -> f64 {
-    let n = a.len() as f64;
-    let ma = a.iter().map(|&x| x as f64).sum::<f64>() / n;
-    let mb = b.iter().map(|&x| x as f64).sum::<f64>() / n;
-    let (mut sab, mut saa, mut sbb) = (0.0, 0.0, 0.0);
-    for (&x, &y) in a.iter().zip(b) {
-        let (dx, dy) = (x as f64 - ma, y as f64 - mb);
-        sab += dx * dy;
-        saa += dx * dx;
-        sbb += dy * dy;
-    }
-    sab / (saa * sbb).sqrt()
 }
 
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {

@@ -145,7 +145,7 @@ fn causal_curves_batches_and_scores_by_hand() {
         .collect();
     for batch in [1, 3, 5, 8, 100] {
         let mut calls = 0;
-        let r = causal_curves(&x, &CAM, crop, 3, batch, 0, |px, n| {
+        let r = causal_curves(&x, &CAM, crop, 3, batch, 0, KnownScores::NONE, |px, n| {
             calls += 1;
             assert_eq!(px.len(), n * 48);
             Ok(px.chunks_exact(48).flat_map(|img| [img.iter().sum::<f32>() / 48.0, 0.0]).collect())
@@ -160,9 +160,61 @@ fn causal_curves_batches_and_scores_by_hand() {
         assert!((r.insertion_auc as f64 - trap(&want_ins)).abs() < 1e-6);
     }
     // Errors come back as errors, not panics.
-    assert!(causal_curves(&x, &CAM, crop, 3, 0, 0, |_, _| Ok(vec![])).is_err());
-    assert!(causal_curves(&x, &CAM, crop, 3, 4, 0, |_, _| Ok(vec![0.0; 3])).is_err()); // 3 logits for 4 images
-    assert!(causal_curves(&x, &CAM, crop, 3, 4, 2, |_, n| Ok(vec![0.0; 2 * n])).is_err()); // class 2 of 2
-    assert!(causal_curves(&x, &CAM, crop, 3, 4, 0, |_, _| Err("boom".into())).unwrap_err().contains("boom"));
-    assert!(causal_curves(&x[..47], &CAM, crop, 3, 4, 0, |_, n| Ok(vec![0.0; 2 * n])).is_err());
+    assert!(causal_curves(&x, &CAM, crop, 3, 0, 0, KnownScores::NONE, |_, _| Ok(vec![])).is_err());
+    assert!(causal_curves(&x, &CAM, crop, 3, 4, 0, KnownScores::NONE, |_, _| Ok(vec![0.0; 3])).is_err()); // 3 logits for 4 images
+    assert!(causal_curves(&x, &CAM, crop, 3, 4, 2, KnownScores::NONE, |_, n| Ok(vec![0.0; 2 * n])).is_err()); // class 2 of 2
+    assert!(causal_curves(&x, &CAM, crop, 3, 4, 0, KnownScores::NONE, |_, _| Err("boom".into())).unwrap_err().contains("boom"));
+    assert!(causal_curves(&x[..47], &CAM, crop, 3, 4, 0, KnownScores::NONE, |_, n| Ok(vec![0.0; 2 * n])).is_err());
+}
+
+/// With the unperturbed and the all-zero image's scores given, the driver runs every other point,
+/// no more, and returns the same curves as when it runs them all. The fake model's logits depend on
+/// every pixel and channel (weighted sums), so a point put in the wrong place shows. Covers steps
+/// that divide the image evenly and steps that do not (crop 4, steps 7: points 6 and 7 both replace
+/// all 16 pixels), batch sizes that split the runs anywhere, and each score given alone.
+#[test]
+fn known_scores_skip_exactly_their_forwards() {
+    let crop = 4;
+    let len = 3 * crop * crop;
+    let x: Vec<f32> = (0..len).map(|i| ((i * 37 % 23) as f32 - 11.0) / 7.0).collect();
+    let model = |px: &[f32], n: usize| -> Vec<f32> {
+        assert_eq!(px.len(), n * len);
+        px.chunks_exact(len)
+            .flat_map(|img| {
+                let a: f32 = img.iter().enumerate().map(|(i, v)| v * (1.0 + (i % 5) as f32 / 4.0)).sum();
+                let b: f32 = img.iter().enumerate().map(|(i, v)| v * ((i % 3) as f32 - 1.0)).sum();
+                [a / 10.0, b / 10.0, 0.3]
+            })
+            .collect()
+    };
+    let score = |img: &[f32], class: usize| operators::infer::softmax(&model(img, 1))[class];
+    for (steps, target) in [(3, 0), (7, 1), (16, 2), (1, 0)] {
+        let points = steps + 1;
+        let full_points = (0..points).filter(|&i| PerturbPlan::new(crop, steps).replaced_at(i) == crop * crop).count();
+        let all = causal_curves(&x, &CAM, crop, steps, 5, target, KnownScores::NONE, |px, n| Ok(model(px, n))).unwrap();
+        let unperturbed = score(&x, target);
+        let blank = score(&vec![0.0; len], target);
+        let cases = [
+            (KnownScores { unperturbed: Some(unperturbed), blank: Some(blank) }, 1 + 2 * full_points),
+            (KnownScores { unperturbed: Some(unperturbed), blank: None }, 1 + full_points),
+            (KnownScores { unperturbed: None, blank: Some(blank) }, full_points),
+        ];
+        for (known, skipped) in cases {
+            for batch in [1, 2, 3, 7, 64] {
+                let mut ran = 0;
+                let got = causal_curves(&x, &CAM, crop, steps, batch, target, known, |px, n| {
+                    ran += n;
+                    Ok(model(px, n))
+                })
+                .unwrap();
+                let what = format!("steps {steps}, batch {batch}, {known:?}");
+                assert_eq!(ran, 2 * points - skipped, "{what}: forwards run");
+                for (g, w) in got.deletion.iter().zip(&all.deletion).chain(got.insertion.iter().zip(&all.insertion)) {
+                    assert!((g - w).abs() <= 1e-6, "{what}: {:?} vs {:?}", got, all);
+                }
+                assert!((got.deletion_auc - all.deletion_auc).abs() <= 1e-6, "{what}");
+                assert!((got.insertion_auc - all.insertion_auc).abs() <= 1e-6, "{what}");
+            }
+        }
+    }
 }

@@ -191,7 +191,7 @@ fn curves_and_auc_match_rise() {
         let written: Vec<f32> = [del, ins].concat();
         let len = 3 * CROP * CROP;
         let mut at = 0;
-        let c = causal_curves(&f.xs[k], &f.cams[k], CROP, MODEL_STEPS, BATCH, f.targets[k], |px, n| {
+        let c = causal_curves(&f.xs[k], &f.cams[k], CROP, MODEL_STEPS, BATCH, f.targets[k], KnownScores::NONE, |px, n| {
             // The driver's batches must be the images the fill functions made, in order.
             assert_eq!(px, &written[at * len..(at + n) * len], "image {k}: batch at {at} differs from the written images");
             let out = logits[at * 1000..(at + n) * 1000].to_vec();
@@ -212,6 +212,32 @@ fn curves_and_auc_match_rise() {
             worst_curve = worst_curve.max(dc);
         }
         assert!((c.insertion[MODEL_STEPS] - c.deletion[0]).abs() < 1e-6, "image {k}: insertion must end at the unperturbed image");
+        // With the unperturbed and all-zero images' scores taken from RISE's own forwards (its
+        // deletion curve's first and last points), the driver skips those three forwards and the
+        // curves still agree with the ones it ran in full.
+        let rise_del: Vec<f32> = r["rise_del"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
+        let known = KnownScores { unperturbed: Some(rise_del[0]), blank: Some(rise_del[MODEL_STEPS]) };
+        let mut ran = Vec::new();
+        let mut at = 0;
+        let skipped = causal_curves(&f.xs[k], &f.cams[k], CROP, MODEL_STEPS, BATCH, f.targets[k], known, |px, n| {
+            // The images run are the written ones without deletion's first and last: find each one.
+            let mut out = Vec::with_capacity(n * 1000);
+            for img in px.chunks_exact(len) {
+                while &written[at * len..(at + 1) * len] != img {
+                    at += 1;
+                }
+                ran.push(at);
+                out.extend_from_slice(&logits[at * 1000..(at + 1) * 1000]);
+            }
+            Ok(out)
+        })
+        .unwrap();
+        let want: Vec<usize> = (1..MODEL_STEPS).chain(points..2 * points - 1).collect();
+        assert_eq!(ran, want, "image {k}: the points run with known scores");
+        for (a, b) in skipped.deletion.iter().chain(&skipped.insertion).zip(c.deletion.iter().chain(&c.insertion)) {
+            assert!((a - b).abs() <= 1e-4, "image {k}: skipped-forward curve {a} vs full {b}");
+        }
+        assert!((skipped.deletion_auc - c.deletion_auc).abs() <= 1e-4 && (skipped.insertion_auc - c.insertion_auc).abs() <= 1e-4);
     }
     eprintln!("curves worst: |Δ AUC| {worst_auc:.2e}, curve max |Δ| {worst_curve:.2e}");
 }

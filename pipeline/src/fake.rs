@@ -16,7 +16,7 @@ use std::time::Instant;
 use operators::infer::{BatchOutput, Forward, InferError, QParams};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use types::{Engine, Interpolation, Preprocess};
+use types::{Engine, Interpolation, LoadOptions, Preprocess};
 
 use crate::models::{Backend, CLASSES, MANIFEST_FILE};
 
@@ -44,7 +44,7 @@ pub struct FakeSpec {
 pub struct FakeBackend;
 
 impl Backend for FakeBackend {
-    fn load(&self, file: &Path, _engine: Option<Engine>) -> Result<Box<dyn Forward>, String> {
+    fn load(&self, file: &Path, _engine: Option<Engine>, _options: LoadOptions) -> Result<Box<dyn Forward>, String> {
         let text = std::fs::read(file).map_err(|e| e.to_string())?;
         let spec: FakeSpec = serde_json::from_slice(&text).map_err(|e| format!("not a fake model: {e}"))?;
         Ok(Box::new(FakeModel::new(spec)))

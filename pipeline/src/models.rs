@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use operators::infer::{Forward, PairModels};
 use sha2::{Digest, Sha256};
-use types::{Engine, Manifest, Variant};
+use types::{Engine, LoadOptions, Manifest, Variant};
 
 pub const MANIFEST_FILE: &str = "manifest.json";
 
@@ -22,6 +22,8 @@ pub enum ModelError {
     ReadManifest { file: PathBuf, source: std::io::Error },
     #[error("{file}: invalid manifest: {message}")]
     BadManifest { file: PathBuf, message: String },
+    #[error("pair `{name}`: {message}")]
+    BadEngine { name: String, message: String },
     #[error("{manifest}: field `{field}`: model file {file} is missing")]
     MissingFile { manifest: PathBuf, field: String, file: PathBuf },
     #[error("{manifest}: field `{field}`: {file} does not match the manifest ({what}); refusing to load it")]
@@ -34,9 +36,10 @@ pub enum ModelError {
 
 /// What runs model files. One per process, shared by its workers.
 pub trait Backend: Send + Sync {
-    /// Loads one model file. `engine` is the quantized engine its weights are packed for (`None`
-    /// for a float model). The error is one line; the caller names manifest, field and file.
-    fn load(&self, file: &Path, engine: Option<Engine>) -> Result<Box<dyn Forward>, String>;
+    /// Loads one model file. `engine` is the quantized engine its weights are packed for and its
+    /// forwards run under (`None` for a float model); `options` the load pass and input format its
+    /// manifest entry asks for. The error is one line; the caller names manifest, field and file.
+    fn load(&self, file: &Path, engine: Option<Engine>, options: LoadOptions) -> Result<Box<dyn Forward>, String>;
 
     /// Intra-op threads for this process's forwards (libtorch's pool is process-wide).
     fn set_threads(&self, _threads: usize) {}
@@ -50,16 +53,25 @@ pub trait Backend: Send + Sync {
     fn runtime(&self) -> String;
 }
 
-/// A manifest plus where it was read from.
+/// A manifest plus where it was read from, and the quantized engine the pair runs under.
 #[derive(Clone, Debug)]
 pub struct PairSpec {
     pub manifest: Manifest,
     pub manifest_path: PathBuf,
+    /// An engine other than the manifest's, chosen with [`PairSpec::under_engine`].
+    engine_override: Option<Engine>,
+    /// [`PairSpec::name`].
+    label: String,
 }
 
 impl PairSpec {
-    /// Reads `dir/<name>/manifest.json`.
+    /// Reads `dir/<name>/manifest.json`. `<name>@<engine>` (e.g. `mobilenet_v2_qnnpack@x86`) reads
+    /// the pair `<name>` and runs its int8 model under that engine ([`PairSpec::under_engine`]).
     pub fn read(models_dir: &Path, name: &str) -> Result<PairSpec, ModelError> {
+        if let Some((pair, engine)) = name.split_once('@') {
+            let engine = engine.parse().map_err(|message| ModelError::BadEngine { name: name.into(), message })?;
+            return Ok(PairSpec::read(models_dir, pair)?.under_engine(engine));
+        }
         let manifest_path = models_dir.join(name).join(MANIFEST_FILE);
         let text = std::fs::read_to_string(&manifest_path)
             .map_err(|source| ModelError::ReadManifest { file: manifest_path.clone(), source })?;
@@ -71,11 +83,14 @@ impl PairSpec {
                 message: format!("field `name`: `{}` but the job asks for `{name}`", manifest.name),
             });
         }
-        Ok(PairSpec { manifest, manifest_path })
+        Ok(PairSpec { label: manifest.name.clone(), manifest, manifest_path, engine_override: None })
     }
 
+    /// The pair's name in tables, run.json and reports: the manifest's, or `<pair>@<engine>` when its
+    /// int8 model runs under an engine other than the manifest's, so numbers from another engine
+    /// never pass for the pair's own.
     pub fn name(&self) -> &str {
-        &self.manifest.name
+        &self.label
     }
 
     pub fn path(&self, variant: Variant) -> PathBuf {
@@ -87,9 +102,22 @@ impl PairSpec {
         format!("{variant}.file")
     }
 
-    /// The quantized engine a variant's weights are packed for.
+    /// The quantized engine a variant's weights are packed for and its forwards run under.
     pub fn engine(&self, variant: Variant) -> Option<Engine> {
-        (variant == Variant::Quantized).then_some(self.manifest.quantization.engine)
+        (variant == Variant::Quantized).then_some(self.engine_override.unwrap_or(self.manifest.quantization.engine))
+    }
+
+    /// Runs the int8 model under `engine` instead of the manifest's. A model's int8 kernels round
+    /// differently under each engine (top-1 changes on 3–12% of images, benches/PERFORMANCE.md), so
+    /// the pair is then named `<pair>@<engine>` ([`PairSpec::name`]). The manifest's own engine is
+    /// no override. Whether the runtime has the engine shows at load.
+    pub fn under_engine(mut self, engine: Engine) -> PairSpec {
+        self.engine_override = (engine != self.manifest.quantization.engine).then_some(engine);
+        self.label = match self.engine_override {
+            Some(e) => format!("{}@{e}", self.manifest.name),
+            None => self.manifest.name.clone(),
+        };
+        self
     }
 
     /// Checks that both files exist and match the manifest's size and sha256; run before any work.
@@ -123,7 +151,8 @@ impl PairSpec {
     /// Both variants, through `backend`. Call [`PairSpec::verify`] first.
     pub fn load(&self, backend: &dyn Backend) -> Result<PairModels, ModelError> {
         let load = |variant: Variant| {
-            backend.load(&self.path(variant), self.engine(variant)).map_err(|message| ModelError::Load {
+            let options = self.manifest.file(variant).load_options();
+            backend.load(&self.path(variant), self.engine(variant), options).map_err(|message| ModelError::Load {
                 manifest: self.manifest_path.clone(),
                 field: Self::field(variant),
                 file: self.path(variant),

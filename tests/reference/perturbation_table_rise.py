@@ -4,7 +4,7 @@ Usage: perturbation_table_rise.py RUN_DIR SAMPLE_DIR MODELS_DIR OUT_JSON
 
 For each (image, model, variant) row qcam wrote, this rebuilds everything from the inputs qcam
 started from, with other code: the image through torchvision's transforms (per the pair's
-manifest), the model through `torch.jit.load`, the map from the `images` table's stored h×w `cam`
+manifest), the model through `torch.jit.load` (and the load pass its manifest entry names), the map from the `images` table's stored h×w `cam`
 upsampled as SPEC §3 step 5 says (`F.interpolate`, bilinear, align_corners=False, then relu and
 min-max), and the target as the variant's argmax on the unperturbed image. Then RISE's deletion
 (zero substrate) and insertion (blur substrate) loops from `perturb_rise.py`, with the SPEC's
@@ -28,6 +28,8 @@ from torchvision import transforms as T
 
 sys.path.insert(0, os.path.dirname(__file__))
 import perturb_rise as rise  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "exporter"))
+import loading  # noqa: E402  (loads and feeds each file as its manifest says, as qcam does)
 
 INTERP = {"bilinear": T.InterpolationMode.BILINEAR, "bicubic": T.InterpolationMode.BICUBIC}
 
@@ -62,17 +64,17 @@ def main(run_dir, sample_dir, models_dir, out_json):
         key = (model, variant)
         if key not in models:
             manifest = json.load(open(os.path.join(models_dir, model, "manifest.json")))
-            engine = manifest["quantization"]["engine"]
-            torch.backends.quantized.engine = "fbgemm" if engine in ("fbgemm", "x86") else engine
-            m = torch.jit.load(os.path.join(models_dir, model, manifest[variant]["file"])).eval()
-            models[key] = (m, manifest["preprocess"], engine)
-        m, pre, engine = models[key]
-        torch.backends.quantized.engine = "fbgemm" if engine in ("fbgemm", "x86") else engine
+            loading.set_engine(manifest)
+            m = loading.load(os.path.join(models_dir, model), manifest, variant)
+            models[key] = (m, manifest["preprocess"], manifest)
+        m, pre, manifest = models[key]
+        loading.set_engine(manifest)
         crop = pre["crop"]
         x = transform(pre)(Image.open(os.path.join(sample_dir, "ILSVRC/Data/CLS-LOC/val", image_id + ".JPEG")).convert("RGB"))[None]
         expl = full_cam(cam, h, w, crop)[None]
         step = math.ceil(crop * crop / steps)
-        model = lambda b: torch.softmax(m(b)[0], dim=1)  # noqa: E731 (scores are probabilities)
+        entry = manifest[variant]
+        model = lambda b: torch.softmax(m(loading.prepare(b, entry))[0], dim=1)  # noqa: E731 (scores are probabilities)
         out = {"image_id": image_id, "model": key[0], "variant": variant, "qcam_target": target,
                "qcam_deletion_auc": del_auc, "qcam_insertion_auc": ins_auc}
         for mode, substrate in (("del", rise.zero), ("ins", rise.blur)):

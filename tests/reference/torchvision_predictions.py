@@ -3,12 +3,17 @@ own preprocessing (PIL decode, transforms.Resize/CenterCrop/ToTensor/Normalize),
 says. Writes {image_id: {"float": [top5...], "quantized": [top5...]}} as JSON."""
 import argparse
 import json
+import os
 import pathlib
+import sys
 
 import torch
 from PIL import Image
 from torchvision import transforms
 from torchvision.transforms import InterpolationMode
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "exporter"))
+import loading  # noqa: E402  (loads and feeds each file as its manifest says, as qcam does)
 
 
 def main():
@@ -34,14 +39,13 @@ def main():
     out = {p.stem: {} for p in files}
     for variant in ("float", "quantized"):
         if variant == "quantized":
-            torch.backends.quantized.engine = m["quantization"]["engine"] if m["quantization"]["engine"] != "x86" else "fbgemm"
-        model = torch.jit.load(str(manifest_path.parent / m[variant]["file"]))
-        model.eval()
+            loading.set_engine(m)
+        model = loading.load(str(manifest_path.parent), m, variant)
         with torch.no_grad():
             for i in range(0, len(files), args.batch):
                 chunk = files[i:i + args.batch]
                 x = torch.stack([tf(Image.open(p).convert("RGB")) for p in chunk])
-                logits, _ = model(x)
+                logits, _ = model(loading.prepare(x, m[variant]))
                 # top-1 by argmax: torch documents it as the first maximal index, the tie rule
                 # qcam uses too (int8 logits sit on a coarse grid, so exact ties do happen).
                 top1 = logits.argmax(dim=1).tolist()

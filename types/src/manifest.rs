@@ -7,7 +7,10 @@ use std::path::PathBuf;
 use crate::{Preprocess, Variant};
 use serde::{Deserialize, Serialize};
 
-pub const MANIFEST_FORMAT: u32 = 1;
+/// Format 2 added what the exporter did to each file and how it is loaded (`ModelFile::frozen`,
+/// `optimize_for_inference`, `channels_last`); format-1 manifests still read, as plain files.
+pub const MANIFEST_FORMAT: u32 = 2;
+const OLDEST_FORMAT: u32 = 1;
 
 /// Quantized kernels' backend. The weights are packed for one of them at load time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -16,6 +19,33 @@ pub enum Engine {
     Qnnpack,
     Fbgemm,
     X86,
+}
+
+impl Engine {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Engine::Qnnpack => "qnnpack",
+            Engine::Fbgemm => "fbgemm",
+            Engine::X86 => "x86",
+        }
+    }
+}
+
+impl fmt::Display for Engine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Engine {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Engine, String> {
+        [Engine::Qnnpack, Engine::Fbgemm, Engine::X86]
+            .into_iter()
+            .find(|e| e.as_str() == s)
+            .ok_or_else(|| format!("`{s}` is not a quantized engine (qnnpack, fbgemm or x86)"))
+    }
 }
 
 /// Where a variant's weights came from; every output carries it so random weights are never
@@ -91,6 +121,16 @@ pub struct ModelFile {
     pub sha256: String,
     /// `pretrained:<what>`, `substitute:<how>` or `random:<seed>`.
     pub weights: String,
+    /// Saved after `torch.jit.freeze`: parameters folded into the graph (BatchNorm into the convs).
+    #[serde(default)]
+    pub frozen: bool,
+    /// Load with libtorch's `optimize_for_inference` (oneDNN). Its result cannot be saved, so every
+    /// consumer of the file (qcam and the Python references) runs it after loading.
+    #[serde(default)]
+    pub optimize_for_inference: bool,
+    /// Feed the input in channels_last memory format (the same values, laid out NHWC).
+    #[serde(default)]
+    pub channels_last: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -120,11 +160,26 @@ pub struct Manifest {
     pub sample_top1: Option<SampleTop1>,
 }
 
+/// How a model file is loaded and fed, as its manifest entry says.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct LoadOptions {
+    /// Run libtorch's `optimize_for_inference` after loading.
+    pub optimize: bool,
+    /// Give forwards their input in channels_last memory format.
+    pub channels_last: bool,
+}
+
+impl ModelFile {
+    pub fn load_options(&self) -> LoadOptions {
+        LoadOptions { optimize: self.optimize_for_inference, channels_last: self.channels_last }
+    }
+}
+
 impl Manifest {
     pub fn from_json(text: &str) -> Result<Manifest, String> {
         let m: Manifest = serde_json::from_str(text).map_err(|e| e.to_string())?;
-        if m.format != MANIFEST_FORMAT {
-            return Err(format!("field `format`: {} is not the supported {MANIFEST_FORMAT}", m.format));
+        if !(OLDEST_FORMAT..=MANIFEST_FORMAT).contains(&m.format) {
+            return Err(format!("field `format`: {} is not one of the supported {OLDEST_FORMAT}..={MANIFEST_FORMAT}", m.format));
         }
         for (field, f) in [("float.weights", &m.float), ("quantized.weights", &m.quantized)] {
             Provenance::parse(&f.weights).map_err(|e| format!("field `{field}`: {e}"))?;
