@@ -68,69 +68,30 @@ fn sigterm_to_spawn_stops_its_children_and_cleans_up() {
     assert_eq!(hostfiles(), 0, "the hostfile is left behind");
 }
 
-#[test]
-fn a_full_disk_stops_the_run_naming_the_file_and_resume_completes() {
+/// A run that fails on a mount, then `--resume` once the mount is fixed, in a mount namespace of its
+/// own (the tmpfs goes with the shell). `setup` runs after a tmpfs is mounted on the output folder,
+/// `fix` before the resume; `first` is the failing run's extra flags. Checks that the first run
+/// failed naming the folder with `cause` and no panic, and that the resumed folder equals a clean
+/// run. Skips, saying why, where no mount namespace can be made.
+fn fails_on_a_mount_then_resumes(tmpfs_size: &str, setup: &str, first: &str, fix: &str, cause: &str) {
     let tmp = tempfile::tempdir().unwrap();
     let models = fake_models(tmp.path(), 0);
     let job = job(tmp.path(), "job.toml", default_spec(tmp.path(), &models));
     let reference = tmp.path().join("reference");
     ok(&["run", job.to_str().unwrap(), "--out", reference.to_str().unwrap()]);
-    // A 96 KiB tmpfs over the output folder, in a mount namespace of its own: the mount goes
-    // with the shell. There the run fails, the disk grows, and the run is resumed.
-    let (out, kept) = (tmp.path().join("small"), tmp.path().join("kept"));
+    let (out, kept) = (tmp.path().join("mounted"), tmp.path().join("kept"));
     std::fs::create_dir_all(&out).unwrap();
-    let exe = env!("CARGO_BIN_EXE_qcam-fake");
+    let (exe, out_s, job_s, tmp_s) = (env!("CARGO_BIN_EXE_qcam-fake"), out.display(), job.display(), tmp.path().display());
+    let sub = |cmd: &str| cmd.replace("{exe}", exe).replace("{out}", &out_s.to_string()).replace("{job}", &job_s.to_string());
     let script = format!(
-        "set -u; mount -t tmpfs -o size=96k tmpfs {out}; \
-         {exe} run {job} --out {out} >/dev/null 2>{tmp}/first.err; echo $? > {tmp}/first.rc; \
-         mount -o remount,size=64m {out}; \
-         {exe} run {job} --out {out} --resume >/dev/null 2>{tmp}/second.err; echo $? > {tmp}/second.rc; \
-         cp -r {out} {kept}",
-        out = out.display(),
-        exe = exe,
-        job = job.display(),
-        tmp = tmp.path().display(),
-        kept = kept.display()
-    );
-    let status = Command::new("unshare").args(["-m", "sh", "-c", &script]).status();
-    if !status.as_ref().is_ok_and(|s| s.success()) || !tmp.path().join("first.rc").exists() {
-        eprintln!("skipped: cannot make a mount namespace with a small tmpfs here ({status:?})");
-        return;
-    }
-    let read = |f: &str| std::fs::read_to_string(tmp.path().join(f)).unwrap();
-    assert_ne!(read("first.rc").trim(), "0", "the run on a full disk succeeded");
-    let err = read("first.err");
-    assert!(err.contains("No space left on device") && err.contains(&out.display().to_string()), "{err}");
-    assert!(!err.contains("panicked"), "{err}");
-    assert_eq!(read("second.rc").trim(), "0", "{}", read("second.err"));
-    assert_same_tables(&reference, &kept, "after a full disk and a resume");
-}
-
-#[test]
-fn a_read_only_output_stops_the_run_naming_the_folder_and_resume_completes() {
-    let tmp = tempfile::tempdir().unwrap();
-    let models = fake_models(tmp.path(), 0);
-    let job = job(tmp.path(), "job.toml", default_spec(tmp.path(), &models));
-    let reference = tmp.path().join("reference");
-    ok(&["run", job.to_str().unwrap(), "--out", reference.to_str().unwrap()]);
-    // Half the run, then the folder turns read-only (as root, only a read-only mount stops
-    // writes); then writable again and --resume.
-    let (out, kept) = (tmp.path().join("ro"), tmp.path().join("kept"));
-    std::fs::create_dir_all(&out).unwrap();
-    let exe = env!("CARGO_BIN_EXE_qcam-fake");
-    let script = format!(
-        "set -u; mount -t tmpfs -o size=64m tmpfs {out}; \
-         {exe} run {job} --out {out} --limit 50 >/dev/null 2>&1; \
-         mount -o remount,ro {out}; \
-         {exe} run {job} --out {out} --append >/dev/null 2>{tmp}/first.err; echo $? > {tmp}/first.rc; \
-         mount -o remount,rw {out}; \
-         {exe} run {job} --out {out} --resume >/dev/null 2>{tmp}/second.err; echo $? > {tmp}/second.rc; \
-         cp -r {out} {kept}",
-        out = out.display(),
-        exe = exe,
-        job = job.display(),
-        tmp = tmp.path().display(),
-        kept = kept.display()
+        "set -u; mount -t tmpfs -o size={tmpfs_size} tmpfs {out_s}; {}; \
+         {exe} run {job_s} --out {out_s} {first} >/dev/null 2>{tmp_s}/first.err; echo $? > {tmp_s}/first.rc; \
+         {}; \
+         {exe} run {job_s} --out {out_s} --resume >/dev/null 2>{tmp_s}/second.err; echo $? > {tmp_s}/second.rc; \
+         cp -r {out_s} {}",
+        sub(setup),
+        sub(fix),
+        kept.display()
     );
     let status = Command::new("unshare").args(["-m", "sh", "-c", &script]).status();
     if !status.as_ref().is_ok_and(|s| s.success()) || !tmp.path().join("first.rc").exists() {
@@ -138,12 +99,31 @@ fn a_read_only_output_stops_the_run_naming_the_folder_and_resume_completes() {
         return;
     }
     let read = |f: &str| std::fs::read_to_string(tmp.path().join(f)).unwrap();
-    assert_ne!(read("first.rc").trim(), "0", "the run into a read-only folder succeeded");
+    assert_ne!(read("first.rc").trim(), "0", "the run succeeded despite `{cause}`");
     let err = read("first.err");
-    assert!(err.contains("Read-only file system") && err.contains(&out.display().to_string()), "{err}");
+    assert!(err.contains(cause) && err.contains(&out.display().to_string()), "{err}");
     assert!(!err.contains("panicked"), "{err}");
     assert_eq!(read("second.rc").trim(), "0", "{}", read("second.err"));
-    assert_same_tables(&reference, &kept, "after a read-only folder and a resume");
+    assert_same_tables(&reference, &kept, &format!("after `{cause}` and a resume"));
+}
+
+#[test]
+fn a_full_disk_stops_the_run_naming_the_file_and_resume_completes() {
+    // 96 KiB fill up during the first shard; the disk then grows to 64 MiB.
+    fails_on_a_mount_then_resumes("96k", "true", "", "mount -o remount,size=64m {out}", "No space left on device");
+}
+
+#[test]
+fn a_read_only_output_stops_the_run_naming_the_folder_and_resume_completes() {
+    // Half the run, then the folder turns read-only (as root, only a read-only mount stops
+    // writes) for an --append; then writable again and --resume.
+    fails_on_a_mount_then_resumes(
+        "64m",
+        "{exe} run {job} --out {out} --limit 50 >/dev/null 2>&1; mount -o remount,ro {out}",
+        "--append",
+        "mount -o remount,rw {out}",
+        "Read-only file system",
+    );
 }
 
 #[test]
