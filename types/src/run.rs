@@ -54,7 +54,10 @@ pub struct WorkerReport {
     /// Images of finished shards whose rows this worker read back.
     pub images_reused: usize,
     pub torch_threads: usize,
-    /// Seconds until every shard's parts were written (read, decode, infer, explain, sinks).
+    /// Seconds until this worker saw every shard's parts written (read, decode, infer, explain,
+    /// sinks). Deletion/insertion starts as soon as selection is final, and a worker inside one of
+    /// its activations (a shard's subset images) sees the end of phase 1 only after it: the
+    /// smallest value over the workers is when phase 1 ended.
     pub phase1_s: f64,
     /// Seconds in deletion/insertion (re-reading the images included).
     pub perturb_s: f64,
