@@ -303,13 +303,22 @@ def file_entry(dirpath: str, name: str, weights: str) -> dict:
     return {"file": name, "bytes": os.path.getsize(p), "sha256": sha256_file(p), "weights": weights}
 
 
-def manifest_is_current(dirpath: str) -> bool:
+# The manifest format this exporter writes (types/src/manifest.rs: MANIFEST_FORMAT).
+MANIFEST_FORMAT = 2
+
+
+def manifest_is_current(dirpath: str, frozen: bool) -> bool:
+    """True when ``dirpath`` holds a complete export that this exporter would write again: the same
+    manifest format, the float file frozen or not as asked (``--plain`` is not), and files whose
+    sizes and sha256 match. An export by an older exporter is redone, not kept."""
     mp = os.path.join(dirpath, "manifest.json")
     if not os.path.isfile(mp):
         return False
     try:
         with open(mp) as f:
             m = json.load(f)
+        if m.get("format") != MANIFEST_FORMAT or bool(m["float"].get("frozen")) != frozen:
+            return False
         for side in ("float", "quantized"):
             e = m[side]
             p = os.path.join(dirpath, e["file"])

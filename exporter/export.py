@@ -17,7 +17,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import torch  # noqa: E402
 
 import quant  # noqa: E402  (also silences the torch.ao.quantization deprecation chatter)
-from common import (DEFAULT_DATA, PLAIN, REPO_ROOT, SampleData, check_not_constant,  # noqa: E402
+from common import (DEFAULT_DATA, MANIFEST_FORMAT, PLAIN, REPO_ROOT, SampleData, check_not_constant,  # noqa: E402
                     file_entry, manifest_is_current, top1, trace_and_save, versions, write_json_atomic)
 from loading import load_file, prepare  # noqa: E402
 from pairs import BUILDERS, ExportContext, resolve  # noqa: E402
@@ -88,7 +88,7 @@ def export_pair(build, outdir: str, ctx: ExportContext, args, command: str) -> d
         check_not_constant(qloaded, xr, f"{build.name} quantized")
 
     manifest = {
-        "format": 2,
+        "format": MANIFEST_FORMAT,
         "name": build.name,
         "architecture": build.architecture,
         "preprocess": build.preprocess.to_json(),
@@ -122,7 +122,7 @@ def main(argv=None) -> int:
     t_all = time.time()
     for name in names:
         outdir = os.path.join(args.out, name)
-        if not args.force and manifest_is_current(outdir):
+        if not args.force and manifest_is_current(outdir, frozen=not args.plain):
             print(f"{name}: up to date (manifest + sha256 match), skipped -> {outdir}", flush=True)
             continue
         t = time.time()
