@@ -113,7 +113,7 @@ fn optimized_forwards_keep_the_results() {
         worst_iou = worst_iou.max((a.iou - b.iou).abs());
     }
 
-    let pkey = |r: &PerturbationRow| (r.image_id.clone(), r.model.clone(), r.variant);
+    let pkey = |r: &PerturbationRow| (r.image_id.clone(), r.model.clone(), r.variant, r.method);
     let before: HashMap<_, PerturbationRow> =
         tables::read_rows::<PerturbationRow>(&reference).unwrap().into_iter().map(|r| (pkey(&r), r)).collect();
     let after = tables::read_rows::<PerturbationRow>(&optimized).unwrap();
@@ -123,7 +123,7 @@ fn optimized_forwards_keep_the_results() {
         // The subset is the top 5% by RMSE of 8-bit maps: a rounding step at its edge can swap an
         // image in or out, and a tie can change the target. Those rows have nothing to compare to.
         let Some(b) = before.get(&pkey(a)).filter(|b| b.target == a.target) else { continue };
-        let what = format!("{} {} {}", a.image_id, a.model, a.variant.as_str());
+        let what = format!("{} {} {} {}", a.image_id, a.model, a.variant.as_str(), a.method);
         for (x, y, m) in [(a.deletion_auc, b.deletion_auc, "deletion"), (a.insertion_auc, b.insertion_auc, "insertion")] {
             assert!((x - y).abs() <= 1e-4, "{what}: {m} AUC {x} vs {y}");
             worst_auc = worst_auc.max((x - y).abs());

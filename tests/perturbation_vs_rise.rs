@@ -1,7 +1,8 @@
 //! The graph's deletion/insertion stage (SPEC §5) against RISE's `CausalMetric` in Python
 //! (`tests/reference/perturbation_table_rise.py`) on real images with the real MobileNetV2 int8 and
-//! its float stand-in, 100 steps: for every row of the `perturbation` table the target class equals
-//! the variant's argmax in torch, and both AUCs agree within 0.005 (the bound).
+//! its float stand-in, 100 steps: for every row of the `perturbation` table (EigenCAM's order and
+//! the baselines', the Gaussian map and the seeded random order, each rebuilt in numpy) the target
+//! class equals the variant's argmax in torch, and both AUCs agree within 0.005 (the bound).
 
 mod common;
 
@@ -47,10 +48,13 @@ dir = "{}"
     common::run_python(&script, &args);
     let result: serde_json::Value = serde_json::from_slice(&std::fs::read(&result).unwrap()).unwrap();
     let rows = result["rows"].as_array().unwrap();
-    assert_eq!(rows.len(), 3 * 2, "k = ceil(0.05 · 60) images × 2 variants");
+    let count = |method: &str| rows.iter().filter(|r| r["method"] == method).count();
+    assert_eq!(count("eigencam"), 3 * 2, "k = ceil(0.05 · 60) images × 2 variants");
+    // The default baselines (gaussian, random) on ceil(0.2 · 3) = 1 image, the best-ranked.
+    assert_eq!((count("gaussian"), count("random"), rows.len()), (2, 2, 10));
     let mut worst: f64 = 0.0;
     for r in rows {
-        let what = format!("{} {}", r["image_id"], r["variant"]);
+        let what = format!("{} {} {}", r["image_id"], r["variant"], r["method"]);
         assert_eq!(r["qcam_target"], r["rise_target"], "{what}: target");
         assert_eq!(r["rise_del_points"].as_u64(), Some(101), "{what}: RISE ran the SPEC's 100 steps");
         for m in ["deletion", "insertion"] {

@@ -50,7 +50,7 @@ fn twenty_runs_in_one_process_neither_leak_nor_drift() {
         panic!("{e}");
     }
 
-    for table in ["images", "pairs", "errors", "subset", "aggregates", "perturbation"] {
+    for table in ["images", "pairs", "wsol", "errors", "subset", "aggregates", "perturbation"] {
         assert_eq!(canonical(&soak, table), canonical(&single, table), "{table}: soak differs from a single run");
     }
     assert_eq!(canonical(&single, "subset").len(), 1, "k = ceil(0.05 · 16)");

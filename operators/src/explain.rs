@@ -1,17 +1,20 @@
 //! After inference, per image of a pair: EigenCAM for both variants (§3), their comparison (§4),
-//! WSOL (§6) and activation statistics (§7), assembled into the `images` and `pairs` rows. The
-//! numeric work lives in the step files; this one only sequences it.
+//! WSOL (§6) and activation statistics (§7), assembled into the `images` and `pairs` rows, and the
+//! WSOL of the no-model baselines beside EigenCAM's (`wsol` rows). The numeric work lives in the
+//! step files; this one only sequences it.
 
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
+use crate::baselines;
 use crate::compare;
 use crate::eigencam::{self, EigenCam, SignPolicy};
 use crate::infer::{softmax, top_k, Inferred, VariantOut};
 use crate::stats::{self, QGrid};
 use crate::wsol;
-use types::{ImageRow, PairRow, Variant};
+use crate::wsol::Localization;
+use types::{ImageRow, Method, PairRow, Variant, WsolRow};
 
 /// The job's knobs that change what is computed.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -19,13 +22,59 @@ pub struct ExplainConfig {
     pub sign: SignPolicy,
     pub wsol_threshold: f32,
     pub crop: usize,
+    /// σ of the centred Gaussian baseline, as a share of the crop side.
+    pub gaussian_sigma: f64,
 }
 
-/// Both variants' rows plus the pair row, for one image.
+/// Both variants' rows plus the pair row, for one image, and the `wsol` rows: per variant,
+/// EigenCAM's then each baseline's.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Explained {
     pub images: [ImageRow; 2],
     pub pair: PairRow,
+    pub wsol: Vec<WsolRow>,
+}
+
+thread_local! {
+    /// The last Gaussian baseline map made on this thread, by (crop, σ): every image of a run
+    /// uses the same one.
+    static GAUSSIAN: std::cell::RefCell<Option<((usize, u64), std::rc::Rc<Vec<f32>>)>> = const { std::cell::RefCell::new(None) };
+}
+
+fn gaussian_map(crop: usize, sigma: f64) -> std::rc::Rc<Vec<f32>> {
+    GAUSSIAN.with_borrow_mut(|cache| match cache {
+        Some((key, map)) if *key == (crop, sigma.to_bits()) => map.clone(),
+        _ => cache.insert(((crop, sigma.to_bits()), std::rc::Rc::new(baselines::gaussian_map(crop, sigma)))).1.clone(),
+    })
+}
+
+/// The `wsol` rows of one image: each variant's EigenCAM localization and the baselines', which
+/// depend on the image only through its boxes (and on the variant only through top-1 loc).
+fn wsol_rows(images: &[ImageRow; 2], cfg: &ExplainConfig, boxes: &[types::BoxXyxy]) -> Vec<WsolRow> {
+    let gaussian = baselines::gaussian_localization(&gaussian_map(cfg.crop, cfg.gaussian_sigma), cfg.crop, boxes, cfg.wsol_threshold);
+    let full = baselines::full_localization(cfg.crop, boxes);
+    let mut rows = Vec::with_capacity(6);
+    for image in images {
+        let own = Localization {
+            bbox: types::BoxXyxy::new(image.bbox[0], image.bbox[1], image.bbox[2], image.bbox[3]),
+            iou: image.iou,
+            iou_curve: image.iou_curve.clone(),
+        };
+        for (method, loc) in [(Method::EigenCam, &own), (Method::Gaussian, &gaussian), (Method::Full, &full)] {
+            rows.push(WsolRow {
+                image_id: image.image_id.clone(),
+                shard: image.shard.clone(),
+                model: image.model.clone(),
+                variant: image.variant,
+                method,
+                bbox: loc.bbox.to_array(),
+                iou: loc.iou,
+                iou_curve: loc.iou_curve.clone(),
+                top1_loc: wsol::top1_loc(image.top1_correct, loc.iou),
+            });
+        }
+    }
+    rows
 }
 
 fn cam_of(out: &VariantOut, cfg: &ExplainConfig) -> (EigenCam, f32) {
@@ -94,7 +143,9 @@ pub fn explain(inf: &Inferred, cfg: &ExplainConfig) -> Explained {
             cam_ms,
         }
     };
-    Explained { images: [row(Variant::Float, &cam_f, ms_f), row(Variant::Quantized, &cam_q, ms_q)], pair }
+    let images = [row(Variant::Float, &cam_f, ms_f), row(Variant::Quantized, &cam_q, ms_q)];
+    let wsol = wsol_rows(&images, cfg, &inf.meta.boxes);
+    Explained { images, pair, wsol }
 }
 
 fn argmax(v: &[f32]) -> usize {

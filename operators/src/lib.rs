@@ -13,6 +13,7 @@ pub mod explain;
 pub mod subset;
 pub mod perturb;
 pub mod par;
+pub mod baselines;
 
 
 #[cfg(test)]

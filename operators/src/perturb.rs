@@ -32,7 +32,8 @@ use timely::dataflow::StreamVec;
 use crate::eigencam::cam_full;
 use crate::infer::{softmax, Forward, PairModels};
 use crate::subset::Scored;
-use types::{ErrorRow, Image, PerturbationRow, Stage, Variant};
+use crate::baselines;
+use types::{ErrorRow, Image, Method, PerturbationRow, Stage, Variant};
 
 /// RISE's blur: `scipy.ndimage.gaussian_filter` (σ = 5, mode "reflect", truncate 4) of an 11×11
 /// delta, which is the outer product of these 1-D taps (the Gaussian's tails folded back into the
@@ -263,16 +264,34 @@ pub fn causal_curves<F: FnMut(&[f32], usize) -> Result<Vec<f32>, String>>(
     batch: usize,
     target: usize,
     known: KnownScores,
+    forward: F,
+) -> Result<Causal, String> {
+    if cam.len() != crop * crop {
+        return Err(format!("causal_curves: cam of {} values for crop {crop}", cam.len()));
+    }
+    causal_curves_in_order(x, &pixel_order(cam), crop, steps, batch, target, known, forward)
+}
+
+/// [`causal_curves`] with the pixel order given instead of a map: a permutation of `0..crop²`,
+/// most salient first (the baselines' orders, [`crate::baselines`]).
+#[allow(clippy::too_many_arguments)] // the kernel's inputs, each a plain value
+pub fn causal_curves_in_order<F: FnMut(&[f32], usize) -> Result<Vec<f32>, String>>(
+    x: &[f32],
+    order: &[u32],
+    crop: usize,
+    steps: usize,
+    batch: usize,
+    target: usize,
+    known: KnownScores,
     mut forward: F,
 ) -> Result<Causal, String> {
     if batch == 0 {
         return Err("causal_curves: batch must be at least 1".into());
     }
-    if x.len() != CHANNELS * crop * crop || cam.len() != crop * crop {
-        return Err(format!("causal_curves: image {} / cam {} values for crop {crop}", x.len(), cam.len()));
+    if x.len() != CHANNELS * crop * crop || order.len() != crop * crop {
+        return Err(format!("causal_curves: image {} / order {} values for crop {crop}", x.len(), order.len()));
     }
     let plan = PerturbPlan::new(crop, steps);
-    let order = pixel_order(cam);
     let blurred = blur(x, crop);
     let points = plan.points();
     // The points still to run: deletion `del`, then insertion `0..ins`. The rest are known: at
@@ -290,8 +309,8 @@ pub fn causal_curves<F: FnMut(&[f32], usize) -> Result<Vec<f32>, String>>(
         buf.clear();
         // Index j < del.len() is deletion point del.start + j, otherwise insertion point j − del.len().
         let d = del.len();
-        fill_deletion(x, &order, &plan, del.start + at.min(d)..del.start + end.min(d), &mut buf);
-        fill_insertion(x, &blurred, &order, &plan, at.max(d) - d..end.max(d) - d, &mut buf);
+        fill_deletion(x, order, &plan, del.start + at.min(d)..del.start + end.min(d), &mut buf);
+        fill_insertion(x, &blurred, order, &plan, at.max(d) - d..end.max(d) - d, &mut buf);
         let n = end - at;
         let logits = forward(&buf, n)?;
         if logits.is_empty() || logits.len() % n != 0 {
@@ -326,6 +345,8 @@ pub struct PerturbJob {
     pub model: String,
     pub rank: u32,
     pub scored: Scored,
+    /// The pixel orders to run (EigenCAM's and/or baselines'), each for both variants.
+    pub methods: Vec<Method>,
 }
 
 /// The job's knobs for this stage.
@@ -335,6 +356,10 @@ pub struct PerturbConfig {
     /// Perturbed images per forward pass.
     pub batch: usize,
     pub crop: usize,
+    /// The Gaussian baseline's σ, as a share of the crop side.
+    pub gaussian_sigma: f64,
+    /// Seeds the random baseline's orders.
+    pub seed: u64,
 }
 
 /// The all-zero image's logits under each variant of one pair: deletion's last point for every
@@ -354,12 +379,13 @@ impl BlankLogits {
     }
 }
 
-/// Deletion and insertion for both variants of one image, each on its own map (upsampled from the
-/// stored h×w map exactly as §3 step 5 does) and scoring its own unperturbed top-1. The points whose
-/// images are the unperturbed one (its score is phase 1's top-1 probability) or the all-zero one
-/// (`blank`) are not run again; without `blank`, every point is. `forward_s` adds up the seconds
-/// spent in the model's forwards, so the stage's overhead around them can be measured on one
-/// timeline (benches).
+/// Deletion and insertion for both variants of one image under each of `job.methods`: EigenCAM's
+/// order on each variant's own map (upsampled from the stored h×w map exactly as §3 step 5 does),
+/// a baseline's the same for both; every variant scores its own unperturbed top-1. Rows come per
+/// method, float then int8. The points whose images are the unperturbed one (its score is phase
+/// 1's top-1 probability) or the all-zero one (`blank`) are not run again; without `blank`, every
+/// point is. `forward_s` adds up the seconds spent in the model's forwards, so the stage's
+/// overhead around them can be measured on one timeline (benches).
 pub fn perturb_image(
     models: &PairModels,
     image: &Image,
@@ -367,11 +393,11 @@ pub fn perturb_image(
     cfg: &PerturbConfig,
     blank: Option<&BlankLogits>,
     forward_s: &std::cell::Cell<f64>,
-) -> Result<[PerturbationRow; 2], String> {
-    let row = |variant: Variant| -> Result<PerturbationRow, String> {
+) -> Result<Vec<PerturbationRow>, String> {
+    let pixels = cfg.crop * cfg.crop;
+    let row = |variant: Variant, method: Method, order: &[u32]| -> Result<PerturbationRow, String> {
         let score = job.scored.variant(variant);
         let target = usize::try_from(score.target).map_err(|_| format!("{} has no top-1 class", variant.as_str()))?;
-        let cam = cam_full(&score.cam_lo(), score.cam_h as usize, score.cam_w as usize, cfg.crop);
         let model = models.get(variant);
         let forward = |pixels: &[f32], n: usize| {
             let (logits, ms) = model.logits(pixels, n, cfg.crop).map_err(|e| e.to_string())?;
@@ -385,12 +411,13 @@ pub fn perturb_image(
             }
             None => KnownScores::NONE,
         };
-        let c = causal_curves(&image.pixels, &cam, cfg.crop, cfg.steps, cfg.batch, target, known, forward)
-            .map_err(|e| format!("{}: {e}", variant.as_str()))?;
+        let c = causal_curves_in_order(&image.pixels, order, cfg.crop, cfg.steps, cfg.batch, target, known, forward)
+            .map_err(|e| format!("{} {}: {e}", method.as_str(), variant.as_str()))?;
         Ok(PerturbationRow {
             image_id: image.image_id.clone(),
             model: job.model.clone(),
             variant,
+            method,
             target: score.target,
             deletion_auc: c.deletion_auc,
             insertion_auc: c.insertion_auc,
@@ -398,7 +425,28 @@ pub fn perturb_image(
             insertion_curve: c.insertion,
         })
     };
-    Ok([row(Variant::Float)?, row(Variant::Quantized)?])
+    let mut rows = Vec::with_capacity(2 * job.methods.len());
+    for &method in &job.methods {
+        let shared = match method {
+            Method::EigenCam => None,
+            Method::Gaussian => Some(baselines::gaussian_order(cfg.crop, cfg.gaussian_sigma)),
+            Method::Random => Some(baselines::random_order(pixels, cfg.seed, &image.image_id)),
+            Method::Full => return Err("the whole-crop box has no pixel order".into()),
+        };
+        for variant in Variant::BOTH {
+            let own;
+            let order = match &shared {
+                Some(order) => order,
+                None => {
+                    let score = job.scored.variant(variant);
+                    own = pixel_order(&cam_full(&score.cam_lo(), score.cam_h as usize, score.cam_w as usize, cfg.crop));
+                    &own
+                }
+            };
+            rows.push(row(variant, method, order)?);
+        }
+    }
+    Ok(rows)
 }
 
 /// Where a worker's deletion/insertion time went: all of the operator's activations (images
@@ -412,14 +460,14 @@ pub struct StageTime {
 /// The deletion/insertion operator of one pair's branch. Jobs arrive once selection is final; they
 /// are worked through one shard's worth per activation (its images are loaded together by `load`,
 /// which returns one result per job, in order), so the worker stays responsive. Each job yields
-/// its two rows or one error row.
+/// its rows (two per method) or one error row.
 pub fn perturb<'s, L>(
     jobs: StreamVec<'s, u64, PerturbJob>,
     models: Rc<PairModels>,
     mut load: L,
     cfg: PerturbConfig,
     time: Rc<StageTime>,
-) -> StreamVec<'s, u64, Result<[PerturbationRow; 2], ErrorRow>>
+) -> StreamVec<'s, u64, Result<Vec<PerturbationRow>, ErrorRow>>
 where
     L: FnMut(&[PerturbJob]) -> Vec<Result<Rc<Image>, ErrorRow>> + 'static,
 {

@@ -15,6 +15,7 @@ use std::sync::OnceLock;
 use operators::compare::{flipped_cam, pearson, rmse};
 use operators::eigencam::{cam_full, cam_lo, eigencam, principal_projection, upsample_bilinear, SignPolicy};
 use operators::stats::{act_stats, dice, QGrid};
+use operators::baselines::{full_localization, gaussian_localization, gaussian_map, gaussian_order, random_order};
 use operators::wsol::{components, localize, max_box_acc_v2, CURVE_LEN};
 use types::BoxXyxy;
 use serde_json::Value;
@@ -255,6 +256,44 @@ fn wsol_matches_cv2_components() {
     let got = max_box_acc_v2(&curves);
     eprintln!("MaxBoxAccV2 over {} maps: {got} (reference {want}); worst curve max|Δ| {worst:.1e}", curves.len());
     assert!((got - want).abs() <= 1e-6, "MaxBoxAccV2 {got} vs {want}");
+}
+
+/// The no-model baselines against `tests/reference/baselines_np.py` (numpy, from their
+/// definitions) and OpenCV: the Gaussian map value for value, its WSOL box, IoU and curve under
+/// several ground truths (cv2 components per threshold, as for CAMs), the whole-crop box's IoU, the
+/// Gaussian's stable order, and the random order drawn again in plain Python.
+#[test]
+fn baselines_match_numpy_and_cv2() {
+    let r = reference();
+    for case in r.meta["baselines"].as_array().unwrap() {
+        let name = case["name"].as_str().unwrap();
+        let (crop, sigma) = (case["crop"].as_u64().unwrap() as usize, case["sigma"].as_f64().unwrap());
+        let (want_map, _) = r.array(name);
+        let map = gaussian_map(crop, sigma);
+        assert_eq!(max_abs_diff(&map, &want_map), 0.0, "{name}: map");
+        let (want_order, _) = r.array(&format!("{name}_order"));
+        let order: Vec<f32> = gaussian_order(crop, sigma).iter().map(|&i| i as f32).collect();
+        assert_eq!(order, want_order, "{name}: stable descending order");
+        for (k, c) in case["cases"].as_array().unwrap().iter().enumerate() {
+            let gt = boxes(&c["gt"]);
+            let loc = gaussian_localization(&map, crop, &gt, 0.2);
+            assert_eq!(loc.bbox, boxes(&Value::Array(vec![c["box"].clone()]))[0], "{name} #{k}: box");
+            assert!((loc.iou - c["iou"].as_f64().unwrap() as f32).abs() <= 1e-6, "{name} #{k}: iou {}", loc.iou);
+            let want_curve: Vec<f32> = c["curve"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
+            assert!(max_abs_diff(&loc.iou_curve, &want_curve) <= 1e-6, "{name} #{k}: curve");
+            let full = full_localization(crop, &gt);
+            assert!((full.iou - c["full_iou"].as_f64().unwrap() as f32).abs() <= 1e-6, "{name} #{k}: full-crop iou");
+            eprintln!("baseline {name} #{k}: gaussian box {:?} iou {:.4}, full iou {:.4}", loc.bbox.to_array(), loc.iou, full.iou);
+        }
+    }
+    for case in r.meta["random_orders"].as_array().unwrap() {
+        let (n, seed, key) = (case["n"].as_u64().unwrap() as usize, case["seed"].as_u64().unwrap(), case["key"].as_str().unwrap());
+        let order = random_order(n, seed, key);
+        let head: Vec<u64> = case["head"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+        assert_eq!(order.iter().take(head.len()).map(|&i| i as u64).collect::<Vec<_>>(), head, "random order of {key:?}, seed {seed}");
+        let weighted: u64 = order.iter().enumerate().map(|(k, &i)| (k as u64 + 1) * i as u64).sum();
+        assert_eq!(weighted, case["weighted_sum"].as_u64().unwrap(), "random order of {key:?}, seed {seed}: all of it");
+    }
 }
 
 #[test]

@@ -3,7 +3,7 @@
 //! side effects (models, image re-reading, staging, part files) come in as [`Resources`].
 //!
 //! ```text
-//! samples ─decode─▶ rgb ─preprocess(per setting)─▶ images ─┬─ pair A: infer ─ explain ─┬─▶ images, pairs
+//! samples ─decode─▶ rgb ─preprocess(per setting)─▶ images ─┬─ pair A: infer ─ explain ─┬─▶ images, pairs, wsol
 //!                                                           │                          └─▶ scored ─▶ select ─▶ decide ─▶ subset
 //!                                                           │                                    └▶ aggregate ─▶ aggregates
 //!                                                           │         decide ─jobs, dealt by rank─▶ perturb ─▶ perturbation
@@ -90,7 +90,7 @@ pub fn build<'s>(
     let (threads, max_pixels) = (plan.threads, plan.max_pixels);
     let (samples, read_errors) = samples.ok_err(|r| r);
     let mut errors = vec![read_errors];
-    let (mut image_rows, mut pair_rows, mut run_parts) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut image_rows, mut pair_rows, mut wsol_rows, mut run_parts) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
 
     // Each image is decoded once; a decode failure is a model-less error row, which counts against
     // every pair. Then one preprocessing per distinct setting, shared by the pairs that use it.
@@ -122,6 +122,7 @@ pub fn build<'s>(
         let explained = par_map(inferred, &format!("Explain[{}]", pair.name), threads, move |inf| explain(&inf, &cfg));
         image_rows.push(explained.clone().flat_map(|e| e.images));
         pair_rows.push(explained.clone().map(|e| e.pair));
+        wsol_rows.push(explained.clone().flat_map(|e| e.wsol));
 
         let this = pair.name.clone();
         let scored = explained
@@ -141,6 +142,7 @@ pub fn build<'s>(
     let shard_parts = scope.concatenate([
         scope.concatenate(image_rows).by_shard(plan.clock, res.shard_names.clone()).write_parts(res.shard_parts.clone()),
         pair_rows.by_shard(plan.clock, res.shard_names.clone()).write_parts(res.shard_parts.clone()),
+        scope.concatenate(wsol_rows).by_shard(plan.clock, res.shard_names.clone()).write_parts(res.shard_parts.clone()),
         errors.by_shard(plan.clock, res.shard_names).write_parts(res.shard_parts),
     ]);
     Outputs { shard_parts, run_parts: scope.concatenate(run_parts) }
@@ -166,7 +168,7 @@ fn select<'s>(
     let decisions = subset::select(updates, plan.top_fraction, plan.rank_all).decide(
         pair.name.clone(),
         writer,
-        pair.perturb.is_some(),
+        pair.perturb.is_some().then(|| plan.orders.clone()),
         plan.rank_all,
         move || previous.map(|p| p()).unwrap_or_default(),
     );
@@ -214,7 +216,7 @@ fn deletion_insertion<'s>(
     let (name, again) = (pair.name.clone(), pair.name.clone());
     [
         rows.exchange(move |_| writer)
-            .inspect(move |rows: &[PerturbationRow; 2]| stage(&rows[..]))
+            .inspect(move |rows: &Vec<PerturbationRow>| stage(rows))
             .flat_map(|rows| rows)
             .concat(reused_rows)
             .map(move |row| (name.clone(), row))

@@ -29,7 +29,7 @@ use sha2::{Digest, Sha256};
 
 use sources::{Dataset, Shard, ShardSource};
 use tables::{RunDir, Table, TableError};
-use types::{ErrorRow, ImageRow, PairRow, PerturbationRow, Variant};
+use types::{ErrorRow, ImageRow, Method, PairRow, PerturbationRow, Variant, WsolRow};
 
 use types::Job;
 use crate::models::PairSpec;
@@ -44,9 +44,9 @@ const LOCK_FILE: &str = ".qcam.lock";
 pub const PENDING: &str = "pending";
 
 /// The tables a run writes, in the order their digests are listed.
-pub const TABLES: [&str; 6] = ["images", "pairs", "errors", "subset", "aggregates", "perturbation"];
-/// The per-shard tables; a shard is finished when all three parts are written.
-pub const SHARD_TABLES: [&str; 3] = [ImageRow::NAME, PairRow::NAME, ErrorRow::NAME];
+pub const TABLES: [&str; 7] = ["images", "pairs", "wsol", "errors", "subset", "aggregates", "perturbation"];
+/// The per-shard tables; a shard is finished when all four parts are written.
+pub const SHARD_TABLES: [&str; 4] = [ImageRow::NAME, PairRow::NAME, WsolRow::NAME, ErrorRow::NAME];
 
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
@@ -70,13 +70,15 @@ pub fn settings_digest(job: &Job, pairs: &[PairSpec]) -> String {
         "schema": crate::SCHEMA_VERSION,
         "cam": job.cam,
         "wsol": job.wsol,
+        "gaussian_sigma": job.baselines.gaussian_sigma,
         "max_pixels": job.data.max_pixels,
         "models": models,
     }))
 }
 
 /// A digest of everything one pair's deletion/insertion rows depend on besides the image: its
-/// files and preprocessing, the CAM settings that make the map, and the steps.
+/// files and preprocessing, the CAM settings that make the map, the baselines' maps and orders,
+/// and the steps. (Which images get which baselines is decided anew by every run.)
 pub fn pair_digest(job: &Job, pair: &PairSpec) -> String {
     let m = &pair.manifest;
     digest_of(serde_json::json!({
@@ -85,6 +87,7 @@ pub fn pair_digest(job: &Job, pair: &PairSpec) -> String {
         "max_pixels": job.data.max_pixels,
         "model": (&m.name, &m.float.sha256, &m.quantized.sha256, &m.preprocess),
         "steps": job.perturbation.steps,
+        "baselines": job.baselines,
     }))
 }
 
@@ -203,8 +206,8 @@ fn pair_record_key(pair: &str) -> String {
 }
 
 /// Deletion/insertion rows an earlier run into this folder finished for `pair` under the same
-/// settings: its committed part, then anything it staged before it stopped. Both variants of an
-/// image or nothing. Unreadable files are reported and ignored: their images are redone.
+/// settings: its committed part, then anything it staged before it stopped. Per image and method,
+/// both variants or nothing. Unreadable files are reported and ignored: their images are redone.
 pub fn previous_perturbation(dir: &RunDir, pair: &str, digest: &str) -> HashMap<String, Vec<PerturbationRow>> {
     let mut rows: Vec<PerturbationRow> = Vec::new();
     let record: Option<PairDone> = match dir.read(&pair_record_key(pair)) {
@@ -227,14 +230,17 @@ pub fn previous_perturbation(dir: &RunDir, pair: &str, digest: &str) -> HashMap<
     let mut by_image: HashMap<String, Vec<PerturbationRow>> = HashMap::new();
     for row in rows.into_iter().filter(|r| r.model == pair) {
         let entry = by_image.entry(row.image_id.clone()).or_default();
-        if !entry.iter().any(|r| r.variant == row.variant) {
+        if !entry.iter().any(|r| (r.method, r.variant) == (row.method, row.variant)) {
             entry.push(row);
         }
     }
-    by_image.retain(|_, rows| rows.len() == 2);
     for rows in by_image.values_mut() {
-        rows.sort_by_key(|r| r.variant == Variant::Quantized);
+        let complete = |m: Method, rows: &[PerturbationRow]| rows.iter().filter(|r| r.method == m).count() == 2;
+        let done: Vec<Method> = Method::ALL.into_iter().filter(|&m| complete(m, rows)).collect();
+        rows.retain(|r| done.contains(&r.method));
+        rows.sort_by_key(|r| (r.method, r.variant == Variant::Quantized));
     }
+    by_image.retain(|_, rows| !rows.is_empty());
     by_image
 }
 
@@ -252,7 +258,7 @@ impl Expected {
     fn parts(&self, table: &str) -> BTreeSet<String> {
         let perturb_errors = self.pairs.iter().filter(|_| self.perturbation).map(|p| format!("perturb-{p}"));
         match table {
-            "images" | "pairs" => self.shards.iter().cloned().collect(),
+            "images" | "pairs" | "wsol" => self.shards.iter().cloned().collect(),
             "errors" => self.shards.iter().cloned().chain(perturb_errors).collect(),
             "subset" | "aggregates" => self.pairs.iter().cloned().collect(),
             "perturbation" if self.perturbation => self.pairs.iter().cloned().collect(),

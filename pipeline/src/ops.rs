@@ -12,7 +12,7 @@ use operators::subset::{Ranked, Scored, Totals};
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::generic::operator::Operator;
 use timely::dataflow::StreamVec;
-use types::{AggregateRow, PerturbationRow, SubsetRow};
+use types::{AggregateRow, Method, PerturbationRow, SubsetRow};
 
 use crate::plan::Clock;
 
@@ -90,13 +90,34 @@ pub enum Decision {
     Reuse(PerturbationRow),
 }
 
+/// Which pixel orders deletion/insertion runs on which images: EigenCAM's on all of them, the
+/// baselines on the best `ceil(share · n)` by rank (n: the images it runs on).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Orders {
+    pub baselines: Vec<Method>,
+    pub share: f64,
+}
+
+impl Orders {
+    /// The methods of the image at `position` (0-based, in rank order) of `n`.
+    pub fn methods(&self, position: usize, n: usize) -> Vec<Method> {
+        let with_baselines = (self.share * n as f64).ceil() as usize;
+        let mut methods = vec![Method::EigenCam];
+        if position < with_baselines {
+            methods.extend(&self.baselines);
+        }
+        methods
+    }
+}
+
 /// The decisions of a final ranking (`ranked` in rank order): a subset row for each image of the
-/// subset, and for each image deletion/insertion runs on (the subset, or all with `rank_all`)
-/// either its earlier rows or a job.
+/// subset, and, when `orders` says deletion/insertion runs, for each image it runs on (the subset,
+/// or all with `rank_all`) the rows an earlier run finished for the methods it needs and a job
+/// for the others. Earlier rows of methods it no longer needs are dropped.
 pub fn decide(
     pair: &str,
     ranked: &[&Ranked],
-    perturb: bool,
+    orders: Option<&Orders>,
     rank_all: bool,
     mut previous: HashMap<String, Vec<PerturbationRow>>,
 ) -> Vec<Decision> {
@@ -105,18 +126,23 @@ pub fn decide(
         .filter(|r| r.in_subset)
         .map(|r| Decision::Subset(SubsetRow { model: pair.into(), image_id: r.scored.image_id.clone(), rank: r.rank as i32, rmse: r.scored.rmse() }))
         .collect();
-    if !perturb {
-        return out;
-    }
-    for r in ranked.iter().filter(|r| r.in_subset || rank_all) {
-        match previous.remove(&r.scored.image_id) {
-            Some(rows) => out.extend(rows.into_iter().map(Decision::Reuse)),
-            None => out.push(Decision::Perturb(PerturbJob {
+    let Some(orders) = orders else { return out };
+    let perturbed: Vec<&&Ranked> = ranked.iter().filter(|r| r.in_subset || rank_all).collect();
+    for (position, r) in perturbed.iter().enumerate() {
+        let needed = orders.methods(position, perturbed.len());
+        // `previous` holds both variants of a method or neither.
+        let earlier: Vec<PerturbationRow> = previous.remove(&r.scored.image_id).unwrap_or_default();
+        let methods: Vec<Method> = needed.iter().copied().filter(|m| !earlier.iter().any(|row| row.method == *m)).collect();
+        let reused = earlier.into_iter().filter(|row| needed.contains(&row.method) && !methods.contains(&row.method));
+        out.extend(reused.map(Decision::Reuse));
+        if !methods.is_empty() {
+            out.push(Decision::Perturb(PerturbJob {
                 shard: r.scored.shard.clone(),
                 model: pair.into(),
                 rank: r.rank,
-                scored: (*r).scored.clone(),
-            })),
+                scored: r.scored.clone(),
+                methods,
+            }));
         }
     }
     out
@@ -126,13 +152,13 @@ pub fn decide(
 pub trait Decide<'s> {
     /// Once the ranking is final (its input complete), asks `previous` for the rows an earlier
     /// run finished and emits the [`decide`]d records.
-    fn decide<P>(self, pair: String, writer: u64, perturb: bool, rank_all: bool, previous: P) -> StreamVec<'s, u64, Decision>
+    fn decide<P>(self, pair: String, writer: u64, orders: Option<Orders>, rank_all: bool, previous: P) -> StreamVec<'s, u64, Decision>
     where
         P: FnOnce() -> HashMap<String, Vec<PerturbationRow>> + 'static;
 }
 
 impl<'s> Decide<'s> for VecCollection<'s, u64, (String, Ranked)> {
-    fn decide<P>(self, pair: String, writer: u64, perturb: bool, rank_all: bool, previous: P) -> StreamVec<'s, u64, Decision>
+    fn decide<P>(self, pair: String, writer: u64, orders: Option<Orders>, rank_all: bool, previous: P) -> StreamVec<'s, u64, Decision>
     where
         P: FnOnce() -> HashMap<String, Vec<PerturbationRow>> + 'static,
     {
@@ -154,7 +180,7 @@ impl<'s> Decide<'s> for VecCollection<'s, u64, (String, Ranked)> {
                     return; // not this pair's writer, or no images
                 }
                 let ranked: Vec<&Ranked> = positive(&state).collect();
-                output.session(&cap).give_iterator(decide(&pair, &ranked, perturb, rank_all, previous()).into_iter());
+                output.session(&cap).give_iterator(decide(&pair, &ranked, orders.as_ref(), rank_all, previous()).into_iter());
             }
         })
     }

@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use operators::explain::ExplainConfig;
 use operators::perturb::PerturbConfig;
+
+pub use crate::ops::Orders;
 use sources::{Dataset, Fetcher, Shard};
 use tables::RunDir;
 use types::Preprocess;
@@ -149,6 +151,8 @@ pub struct GraphPlan {
     pub top_fraction: f64,
     /// Rank every image, not only the subset (`perturbation.scope = "all"`).
     pub rank_all: bool,
+    /// Which pixel orders deletion/insertion runs on which of its images.
+    pub orders: Orders,
     pub pairs: Vec<PairPlan>,
 }
 
@@ -246,6 +250,7 @@ pub fn plan(job_path: &Path, opts: &RunOptions, backend: &dyn Backend) -> Result
         max_pixels: job.data.max_pixels,
         top_fraction: job.subset.top_fraction,
         rank_all: job.perturbation.scope == PerturbScope::All,
+        orders: Orders { baselines: job.perturbation.baselines.clone(), share: job.perturbation.baseline_share },
         pairs: pairs
             .iter()
             .enumerate()
@@ -254,9 +259,19 @@ pub fn plan(job_path: &Path, opts: &RunOptions, backend: &dyn Backend) -> Result
                 PairPlan {
                     name: spec.name().to_string(),
                     preprocess: spec.manifest.preprocess.clone(),
-                    explain: ExplainConfig { sign: job.cam.sign, wsol_threshold: job.wsol.threshold, crop },
-                    perturb: (job.perturbation.scope != PerturbScope::None)
-                        .then_some(PerturbConfig { steps: job.perturbation.steps, batch: perturb_batch, crop }),
+                    explain: ExplainConfig {
+                        sign: job.cam.sign,
+                        wsol_threshold: job.wsol.threshold,
+                        crop,
+                        gaussian_sigma: job.baselines.gaussian_sigma,
+                    },
+                    perturb: (job.perturbation.scope != PerturbScope::None).then_some(PerturbConfig {
+                        steps: job.perturbation.steps,
+                        batch: perturb_batch,
+                        crop,
+                        gaussian_sigma: job.baselines.gaussian_sigma,
+                        seed: job.baselines.seed,
+                    }),
                     writer: placement.writes_pair(i),
                     digest: crate::ledger::pair_digest(&job, spec),
                 }

@@ -109,6 +109,42 @@ fn the_folder_ends_with_exactly_the_job_as_now_written() {
     assert!(left.is_empty(), "{left:?}");
 }
 
+/// The job file `job` with `lines` added to its `[perturbation]` section.
+fn with_perturbation(job: String, lines: &str) -> String {
+    let text = std::fs::read_to_string(&job).unwrap();
+    std::fs::write(&job, text.replacen("[perturbation]\n", &format!("[perturbation]\n{lines}\n"), 1)).unwrap();
+    job
+}
+
+/// The perturbation rows of `out` under `method`.
+fn method_rows(out: &Path, method: &str) -> usize {
+    canonical(out, "perturbation").iter().filter(|r| r.contains(&format!(" | method={method} | "))).count()
+}
+
+#[test]
+fn changing_the_baselines_ends_with_the_job_as_now_written() {
+    let c = Case::new(0);
+    let job = c.job("job.toml", |_| {});
+    let first = c.clean(&job, "first");
+    // 100 images: a subset of 5 per pair; the default share 0.2 gives one image both baselines.
+    assert_eq!((method_rows(&first, "eigencam"), method_rows(&first, "gaussian"), method_rows(&first, "random")), (20, 4, 4));
+    assert_eq!(canonical(&first, "wsol").len(), 100 * 2 * 2 * 3, "images × pairs × variants × (eigencam, gaussian, full)");
+
+    // More images get the baselines: the missing orders are computed, the rest kept.
+    let all = with_perturbation(c.job("all.toml", |_| {}), "baseline_share = 1.0");
+    let out = c.copy(&first, "more");
+    let resumed = resume(&all, &out, &[]);
+    assert!(resumed.status.success(), "{}", stderr(&resumed));
+    assert_same_tables(&c.clean(&all, "reference-more"), &out, "after more baselines");
+    assert_eq!((method_rows(&out, "gaussian"), method_rows(&out, "random")), (20, 20));
+
+    // Only the random order: the Gaussian rows go.
+    let random = with_perturbation(c.job("random.toml", |_| {}), "baseline_share = 1.0\nbaselines = [\"random\"]");
+    assert!(resume(&random, &out, &[]).status.success());
+    assert_same_tables(&c.clean(&random, "reference-random"), &out, "after dropping a baseline");
+    assert_eq!((method_rows(&out, "eigencam"), method_rows(&out, "gaussian"), method_rows(&out, "random")), (20, 0, 20));
+}
+
 #[test]
 fn append_computes_only_the_new_shards() {
     let c = Case::new(0);

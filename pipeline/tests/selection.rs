@@ -46,7 +46,7 @@ fn append_equals_one_run_and_selection_follows_the_spec() {
     assert_eq!(sum_workers(&appended, "images_in"), 150);
     assert_eq!(sum_workers(&appended, "images_reused"), 150);
 
-    for table in ["images", "pairs", "subset", "aggregates", "perturbation"] {
+    for table in ["images", "pairs", "wsol", "subset", "aggregates", "perturbation"] {
         assert!(!canonical(&full, table).is_empty(), "{table} is empty");
     }
     assert_same_tables(&full, &inc, "after append");
@@ -71,22 +71,24 @@ fn append_equals_one_run_and_selection_follows_the_spec() {
         assert_eq!((id, *rmse), (&pairs[i].1, pairs[i].0), "rank {rank}");
     }
 
-    // Deletion/insertion: both variants of every subset image, curves of steps + 1 points.
-    let mut perturbed: BTreeMap<String, usize> = BTreeMap::new();
+    // Deletion/insertion: both variants of every subset image under EigenCAM's order, and under the
+    // two baselines' (gaussian, random) for the best ceil(0.2 · 15) = 3 ranks only; curves of
+    // steps + 1 points.
+    let mut perturbed: BTreeMap<(String, String), usize> = BTreeMap::new();
     for b in read_table(&full, "perturbation").unwrap() {
-        let id = column::<Utf8Col>(&b, "image_id");
+        let (id, method) = (column::<Utf8Col>(&b, "image_id"), column::<Utf8Col>(&b, "method"));
         let curves = column::<tables::ListCol>(&b, "deletion_curve");
         for i in 0..b.num_rows() {
             assert_eq!(curves.value(i).len(), STEPS + 1);
-            *perturbed.entry(id.value(i).to_string()).or_default() += 1;
+            *perturbed.entry((id.value(i).to_string(), method.value(i).to_string())).or_default() += 1;
         }
     }
-    assert_eq!(perturbed.keys().cloned().collect::<Vec<_>>(), {
-        let mut ids: Vec<String> = subset.iter().map(|s| s.1.clone()).collect();
-        ids.sort();
-        ids
-    });
-    assert!(perturbed.values().all(|&n| n == 2));
+    let mut want = BTreeMap::new();
+    for (rank, id, _) in &subset {
+        let methods: &[&str] = if *rank <= 3 { &["eigencam", "gaussian", "random"] } else { &["eigencam"] };
+        want.extend(methods.iter().map(|m| ((id.clone(), m.to_string()), 2)));
+    }
+    assert_eq!(perturbed, want);
 
     check_aggregates(&full, &pairs, &subset);
 }

@@ -19,7 +19,7 @@ QUERIES = {"table03": "table3.sql", "table10": "table10.sql"}
 COLUMNS = {
     "pairs": {"image_id": pl.String, "model": pl.String, "rmse": pl.Float32, "rmse_flipped": pl.Float32},
     "subset": {"model": pl.String, "image_id": pl.String, "rank": pl.Int32, "rmse": pl.Float32},
-    "perturbation": {"image_id": pl.String, "model": pl.String, "variant": pl.String,
+    "perturbation": {"image_id": pl.String, "model": pl.String, "variant": pl.String, "method": pl.String,
                      "deletion_auc": pl.Float32, "insertion_auc": pl.Float32},
 }
 DUCK_TYPES = {pl.String: "VARCHAR", pl.Int32: "INTEGER", pl.Float32: "FLOAT"}
@@ -79,6 +79,7 @@ def with_polars(run_dir):
     )
     table10 = (
         scan(run_dir, "perturbation")
+        .filter(pl.col("method") == "eigencam")
         .group_by("model", "variant")
         .agg(
             images=pl.len(),

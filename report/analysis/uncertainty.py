@@ -143,11 +143,14 @@ def main(run_dir):
     job = json.loads((run_dir / "run.json").read_text())["job"]
     config = {**DEFAULTS, **job.get("report", {})}
     read = lambda t: pl.read_parquet(f"{run_dir}/{t}/*.parquet")  # noqa: E731
-    images, pairs, subset, perturbation = read("images"), read("pairs"), read("subset"), read("perturbation")
+    images, pairs, subset, everything = read("images"), read("pairs"), read("subset"), read("perturbation")
+    perturbation = everything.filter(pl.col("method") == "eigencam")
+    baseline_auc = everything.filter(pl.col("method") != "eigencam")
+    wsol_table = read("wsol")
     images = images.with_columns(**{m: f(images) for m, f in IMAGE_METRICS.items()})
     out = {k: [] for k in ["table01_classification", "table03_rmse", "table04_activations", "figure02_dice",
                            "table06_subset_accuracy", "table08_timing", "table10_perturbation", "table11_wsol",
-                           "table12_paired"]}
+                           "table12_paired", "table13_baselines"]}
     for model in sorted(images["model"].unique().to_list()):
         img = images.filter(pl.col("model") == model)
         pr = pairs.filter(pl.col("model") == model)
@@ -155,6 +158,7 @@ def main(run_dir):
             "all": sorted(set(img["image_id"].to_list()) | set(pr["image_id"].to_list())),
             "subset": sorted(subset.filter(pl.col("model") == model)["image_id"].to_list()),
             "perturbed": sorted(set(perturbation.filter(pl.col("model") == model)["image_id"].to_list())),
+            "baselined": sorted(set(baseline_auc.filter(pl.col("model") == model)["image_id"].to_list())),
         }
         groups = {s: Group(config, f"{model}/{s}", i) for s, i in ids.items()}
         by_variant = {v: img.filter(pl.col("variant") == v) for v in VARIANTS}
@@ -222,7 +226,34 @@ def main(run_dir):
             out["table10_perturbation"].append(row)
         for m in ("deletion_auc", "insertion_auc"):
             out["table12_paired"].append(paired_row(model, "perturbed", m, g, auc[("float", m)], auc[("quantized", m)]))
+        out["table13_baselines"].extend(baseline_rows(groups, model, wsol_table, everything))
     print(json.dumps(out, indent=1))
+
+
+def baseline_rows(groups, model, wsol, perturbation):
+    """Table 13: per variant and method, WSOL over all images (the `wsol` table, EigenCAM's rows
+    included) and deletion/insertion over the baselined images, EigenCAM's on the same images."""
+    g, b = groups["all"], groups["baselined"]
+    rows = []
+    for v in VARIANTS:
+        for method in ("eigencam", "gaussian", "full", "random"):
+            row = {"model": model, "variant": v, "method": method}
+            w = wsol.filter((pl.col("model") == model) & (pl.col("variant") == v) & (pl.col("method") == method))
+            if w.height:
+                w = w.filter(pl.col("image_id").is_in(g.ids)).sort("image_id")
+                row["images"] = g.n
+                put(row, "mean_iou", g.mean(aligned(w, g.ids, "iou")))
+                put(row, "maxboxacc_v2_pct", g.estimate(max_box_acc_v2_pct(np.array(w["iou_curve"].to_list(), dtype=np.float32))))
+                put(row, "top1_loc_pct", g.mean(100.0 * aligned(w, g.ids, "top1_loc")))
+            p = perturbation.filter((pl.col("model") == model) & (pl.col("variant") == v) & (pl.col("method") == method)
+                                    & pl.col("image_id").is_in(b.ids))
+            if p.height:
+                row["auc_images"] = b.n
+                for m in ("deletion_auc", "insertion_auc"):
+                    put(row, m, b.mean(aligned(p, b.ids, m)))
+            if len(row) > 3:
+                rows.append(row)
+    return rows
 
 
 def paired_row(model, scope, metric, g, f, q):

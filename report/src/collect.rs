@@ -10,9 +10,9 @@ use arrow::array::{Array, RecordBatch};
 
 use tables::{column, read_table, BoolCol, F32Col, F64Col, I32Col, ListCol, Utf8Col};
 
-use types::{ByVariant, Variant};
+use types::{ByVariant, Method, Variant};
 
-use crate::stats::{AucObs, BoxHits, ImageEntry, ImageObs, PairObs};
+use crate::stats::{AucObs, BoxHits, ImageEntry, ImageObs, PairObs, WsolObs};
 
 /// A table's batches, or why the report has to do without it.
 pub fn optional_table(run_dir: &Path, name: &str) -> Result<Result<Vec<RecordBatch>, String>> {
@@ -212,17 +212,45 @@ pub fn pairs(run_dir: &Path, out: &mut RunImages) -> Result<()> {
     Ok(())
 }
 
-/// Reads `perturbation`'s AUCs into `out`.
+/// Reads `perturbation`'s AUCs into `out`: EigenCAM's rows, and the baselines' (a run by an older
+/// qcam has no `method` column: all its rows are EigenCAM's).
 pub fn perturbation(batches: &[RecordBatch], out: &mut RunImages) -> Result<()> {
     for batch in batches {
         let (image_id, model) = (column::<Utf8Col>(batch, "image_id"), column::<Utf8Col>(batch, "model"));
         let variant = column::<Utf8Col>(batch, "variant");
+        let method = batch.column_by_name("method").map(|_| column::<Utf8Col>(batch, "method"));
         let (del, ins) = (column::<F32Col>(batch, "deletion_auc"), column::<F32Col>(batch, "insertion_auc"));
         for i in 0..batch.num_rows() {
             let (m, id, v) = (model.value(i), image_id.value(i), variant.value(i));
+            let method: Method = method.map_or(Ok(Method::EigenCam), |c| c.value(i).parse())?;
             let obs = AucObs { deletion: del.value(i), insertion: ins.value(i) };
-            let slot = side(&mut entry(out, m, id).perturbation, v.parse()?);
-            once(slot, obs, "perturbation", m, id, &format!(", variant {v}"))?;
+            let e = entry(out, m, id);
+            let both = match method {
+                Method::EigenCam => &mut e.perturbation,
+                other => &mut e.baselines.entry(other).or_default().auc,
+            };
+            once(side(both, v.parse()?), obs, "perturbation", m, id, &format!(", variant {v}, method {method}"))?;
+        }
+    }
+    Ok(())
+}
+
+/// Reads the baselines' rows of `wsol` into `out` (EigenCAM's are the `images` rows, read there).
+pub fn wsol_baselines(batches: &[RecordBatch], out: &mut RunImages) -> Result<()> {
+    for batch in batches {
+        let (image_id, model) = (column::<Utf8Col>(batch, "image_id"), column::<Utf8Col>(batch, "model"));
+        let (variant, method) = (column::<Utf8Col>(batch, "variant"), column::<Utf8Col>(batch, "method"));
+        let (iou, top1_loc) = (column::<F32Col>(batch, "iou"), column::<BoolCol>(batch, "top1_loc"));
+        let iou_curve = lists::<F32Col>(batch, "iou_curve");
+        for i in 0..batch.num_rows() {
+            let (m, id, v) = (model.value(i), image_id.value(i), variant.value(i));
+            let method: Method = method.value(i).parse()?;
+            if method == Method::EigenCam {
+                continue;
+            }
+            let obs = WsolObs { iou: iou.value(i), top1_loc: top1_loc.value(i), box_hits: BoxHits::new(f32_list(&iou_curve, i)) };
+            let slot = side(&mut entry(out, m, id).baselines.entry(method).or_default().wsol, v.parse()?);
+            once(slot, obs, "wsol", m, id, &format!(", variant {v}, method {method}"))?;
         }
     }
     Ok(())

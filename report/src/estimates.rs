@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use types::{ByVariant, Variant};
+use types::{ByVariant, Method, Variant};
 
 use crate::bootstrap::{estimate, Estimate, ReportConfig, Resampled};
 use crate::paired::{mcnemar, wilcoxon, TestResult};
@@ -25,6 +25,8 @@ pub enum Scope {
     Subset,
     /// The images deletion/insertion ran on (`perturbation`; the subset unless the job said all).
     Perturbed,
+    /// The images deletion/insertion also ran the baselines' orders on (`perturbation.baseline_share`).
+    Baselined,
 }
 
 impl Scope {
@@ -33,6 +35,7 @@ impl Scope {
             Scope::All => "all",
             Scope::Subset => "subset",
             Scope::Perturbed => "perturbed",
+            Scope::Baselined => "baselined",
         }
     }
 
@@ -41,6 +44,7 @@ impl Scope {
             Scope::All => e.variants.float.is_some() || e.variants.quantized.is_some() || e.pair.is_some(),
             Scope::Subset => e.in_subset,
             Scope::Perturbed => e.perturbation.float.is_some() || e.perturbation.quantized.is_some(),
+            Scope::Baselined => e.baselines.values().any(|b| b.auc.float.is_some() || b.auc.quantized.is_some()),
         }
     }
 
@@ -51,6 +55,7 @@ impl Scope {
         match self {
             Scope::All | Scope::Subset => COMPARED,
             Scope::Perturbed => &AUC_METRICS,
+            Scope::Baselined => &[],
         }
     }
 }
@@ -69,6 +74,9 @@ pub enum Of {
     Paired(Variant),
     /// int8 − float per image, over the images both have.
     Diff,
+    /// One variant under a saliency method (EigenCAM or a no-model baseline), over the images
+    /// that method has: the baselines table.
+    Method(Method, Variant),
 }
 
 /// Every estimate of one group.
@@ -114,14 +122,40 @@ pub fn estimate_group(
 ) -> GroupEstimates {
     let entries: Vec<&ImageEntry> = images.values().filter(|e| scope.holds(e)).collect();
     let of_variant = |m: Metric, v: Variant| Mean::new(entries.iter().map(|e| m.of_variant(e, v)));
+    let of_method = |m: Metric, method: Method, v: Variant| Mean::new(entries.iter().map(|e| m.of_method(e, method, v)));
     let mut plan = Plan { keys: Vec::new(), stats: Vec::new() };
-    let own_metrics: &[Metric] = if scope == Scope::Perturbed { &AUC_METRICS } else { &IMAGE_METRICS };
+    if scope == Scope::Baselined {
+        // EigenCAM and every baseline's deletion/insertion on the same images, on the same draws.
+        for v in Variant::BOTH {
+            for method in [Method::EigenCam].into_iter().chain(Method::ORDER_BASELINES) {
+                for m in AUC_METRICS {
+                    plan.add(Of::Method(method, v), m, of_method(m, method, v));
+                }
+            }
+        }
+    }
+    let own_metrics: &[Metric] = match scope {
+        Scope::Perturbed => &AUC_METRICS,
+        Scope::Baselined => &[],
+        Scope::All | Scope::Subset => &IMAGE_METRICS,
+    };
     for v in Variant::BOTH {
         for &m in own_metrics {
             plan.add(Of::Variant(v), m, of_variant(m, v));
         }
     }
-    if scope != Scope::Perturbed {
+    if scope == Scope::All {
+        // The WSOL baselines over the same images and draws as EigenCAM's Table 11 row.
+        for v in Variant::BOTH {
+            for method in Method::WSOL_BASELINES {
+                plan.add(Of::Method(method, v), Metric::Iou, of_method(Metric::Iou, method, v));
+                plan.add(Of::Method(method, v), Metric::Top1LocPct, of_method(Metric::Top1LocPct, method, v));
+                let hits = entries.iter().map(|e| e.baselines.get(&method)?.wsol[v].as_ref()?.box_hits.as_ref());
+                plan.add(Of::Method(method, v), Metric::MaxBoxAccV2Pct, MaxBoxAccV2(hits.collect()));
+            }
+        }
+    }
+    if matches!(scope, Scope::All | Scope::Subset) {
         for v in Variant::BOTH {
             let hits = entries.iter().map(|e| e.variants[v].as_ref().and_then(|o| o.box_hits.as_ref()));
             plan.add(Of::Variant(v), Metric::MaxBoxAccV2Pct, MaxBoxAccV2(hits.collect()));
@@ -197,6 +231,7 @@ mod tests {
                     pair: Some(PairObs { rmse: 10.0, rmse_flipped: 20.0 }),
                     perturbation: ByVariant::new(None, (id == "b").then_some(AucObs { deletion: 0.1, insertion: 0.9 })),
                     in_subset: id != "d",
+                    baselines: BTreeMap::new(),
                 };
                 (id.to_string(), e)
             })

@@ -22,7 +22,7 @@ use std::path::Path;
 use anyhow::Result;
 use operators::decode::decode_sample;
 use operators::eigencam::cam_full;
-use types::{BoxXyxy, Variant};
+use types::{BoxXyxy, Method, Variant};
 
 pub use bootstrap::{ConfigError, Estimate, ReportConfig};
 use collect::{Fig3Row, RunImages, Subset};
@@ -66,6 +66,13 @@ pub fn report_with(run_dir: &Path, opts: &Options) -> Result<String> {
         }
         Err(why) => Some(why),
     };
+    let wsol_absent = match collect::optional_table(run_dir, "wsol")? {
+        Ok(batches) => {
+            collect::wsol_baselines(&batches, &mut images)?;
+            None
+        }
+        Err(why) => Some(why),
+    };
     collect::mark_subset(&subset, &mut images);
     let errors = collect::errors(run_dir)?;
     let config = &run.config;
@@ -78,6 +85,7 @@ pub fn report_with(run_dir: &Path, opts: &Options) -> Result<String> {
             all: estimate_group(config, model, Scope::All, images),
             subset: subset_absent.is_none().then(|| estimate_group(config, model, Scope::Subset, images)),
             perturbed: perturbation_absent.is_none().then(|| estimate_group(config, model, Scope::Perturbed, images)),
+            baselined: estimate_group(config, model, Scope::Baselined, images),
         })
         .collect();
 
@@ -185,6 +193,23 @@ pub fn report_with(run_dir: &Path, opts: &Options) -> Result<String> {
     emit(&mut doc, &build(T12, &paired_columns(), &paired_rows))?;
     let _ = writeln!(doc, "{}\n", T12_NOTE);
 
+    let baseline_rows: Vec<BaselineRow> = pairs
+        .iter()
+        .flat_map(|pair| {
+            Variant::BOTH.into_iter().flat_map(move |variant| Method::ALL.map(|method| BaselineRow { pair, variant, method }))
+        })
+        .filter(|r| r.wsol(Metric::Iou).n > 0 || r.auc(Metric::DeletionAuc).n > 0)
+        .collect();
+    if baseline_rows.iter().any(|r| r.method != Method::EigenCam) {
+        let mut t = build(T13, &baseline_columns(), &baseline_rows);
+        t.title = format!("{} (τ = {})", T13.title, run.wsol_threshold);
+        emit(&mut doc, &t)?;
+        let _ = writeln!(doc, "{}\n", T13_NOTE);
+    } else {
+        let why = wsol_absent.unwrap_or_else(|| "this run has no baseline rows".into());
+        absent(&mut doc, T13, &why);
+    }
+
     match &subset_absent {
         Some(why) => absent(&mut doc, F03, why),
         None => figure3_section(&mut doc, run_dir, &run, &pass.fig3, opts.top_n, &out_dir)?,
@@ -223,6 +248,8 @@ struct PairEstimates<'a> {
     subset: Option<GroupEstimates>,
     /// `None` when the run has no perturbation table.
     perturbed: Option<GroupEstimates>,
+    /// The images deletion/insertion ran the baselines on (empty without baseline rows).
+    baselined: GroupEstimates,
 }
 
 impl PairEstimates<'_> {
@@ -231,6 +258,7 @@ impl PairEstimates<'_> {
             Scope::All => Some(&self.all),
             Scope::Subset => self.subset.as_ref(),
             Scope::Perturbed => self.perturbed.as_ref(),
+            Scope::Baselined => Some(&self.baselined),
         }
     }
 
@@ -283,6 +311,15 @@ const T12_NOTE: &str = "Per image, int8 minus float, over the images both varian
     percentage points. Test: Wilcoxon signed-rank (zeros dropped, mid-ranks for ties; p exact up to 50 pairs \
     without zeros or ties, exact over all sign flips up to 13 pairs, else normal) or, for right/wrong \
     metrics, McNemar's exact test on the discordant images. Two-sided, not corrected for the many rows.";
+const T13: TableId = TableId {
+    stem: "table13_baselines",
+    title: "Table 13: EigenCAM against no-model baselines (WSOL: all images; deletion/insertion: the baselined images)",
+};
+const T13_NOTE: &str = "Baselines ignore the image: `gaussian` is a centred Gaussian map (σ = `baselines.gaussian_sigma` \
+    of the crop side), `full` boxes the whole crop, `random` deletes and inserts pixels in a seeded random order. \
+    An EigenCAM number is worth what it beats these by. WSOL columns are over all images, on the draws of Table 11; \
+    the AUC columns over the images the baselines ran on (`perturbation.baseline_share` of the perturbed images, \
+    best ranks first), EigenCAM's included, on shared draws.";
 const F03: TableId = TableId { stem: "figure03", title: "Figure 3: CAMs of the highest-RMSE subset images" };
 
 fn build<R>(id: TableId, columns: &[Column<R>], rows: &[R]) -> OutTable {
@@ -455,6 +492,41 @@ fn wsol_columns<'a>() -> [Column<WsolRow<'a>>; 8] {
         Column::estimate("mean_iou", |r| r.get(Metric::Iou)),
         Column::estimate("maxboxacc_v2_pct", |r| r.get(Metric::MaxBoxAccV2Pct)),
         Column::estimate("top1_loc_pct", |r| r.get(Metric::Top1LocPct)),
+    ]
+}
+
+/// One (model, variant, method) of Table 13.
+struct BaselineRow<'a> {
+    pair: &'a PairEstimates<'a>,
+    variant: Variant,
+    method: Method,
+}
+
+impl BaselineRow<'_> {
+    /// WSOL over all images: EigenCAM's is Table 11's.
+    fn wsol(&self, metric: Metric) -> Estimate {
+        let of = if self.method == Method::EigenCam { Of::Variant(self.variant) } else { Of::Method(self.method, self.variant) };
+        self.pair.get(Scope::All, of, metric)
+    }
+
+    fn auc(&self, metric: Metric) -> Estimate {
+        self.pair.get(Scope::Baselined, Of::Method(self.method, self.variant), metric)
+    }
+}
+
+fn baseline_columns<'a>() -> [Column<BaselineRow<'a>>; 11] {
+    [
+        Column::new("model", |r| text(r.pair.model)),
+        Column::new("variant", |r| text(r.variant.as_str())),
+        Column::new("weights", |r| text(&r.pair.weights)),
+        Column::new("method", |r| text(r.method.as_str())),
+        Column::new("images", |r| Cell::Int(r.wsol(Metric::Iou).n)),
+        Column::estimate("mean_iou", |r| est(r.wsol(Metric::Iou), Metric::Iou)),
+        Column::estimate("maxboxacc_v2_pct", |r| est(r.wsol(Metric::MaxBoxAccV2Pct), Metric::MaxBoxAccV2Pct)),
+        Column::estimate("top1_loc_pct", |r| est(r.wsol(Metric::Top1LocPct), Metric::Top1LocPct)),
+        Column::new("auc_images", |r| Cell::Int(r.auc(Metric::DeletionAuc).n)),
+        Column::estimate("deletion_auc", |r| est(r.auc(Metric::DeletionAuc), Metric::DeletionAuc)),
+        Column::estimate("insertion_auc", |r| est(r.auc(Metric::InsertionAuc), Metric::InsertionAuc)),
     ]
 }
 

@@ -4,7 +4,9 @@
 //! `collect.rs`.
 
 use operators::wsol::{top1_loc, BoxAccCounts, CURVE_LEN, IOU_DELTAS};
-use types::{ByVariant, Variant};
+use std::collections::BTreeMap;
+
+use types::{ByVariant, Method, Variant};
 
 use crate::bootstrap::Resampled;
 
@@ -40,13 +42,31 @@ pub struct AucObs {
     pub insertion: f32,
 }
 
+/// One baseline's `wsol` row (SPEC §6 on a no-model map).
+#[derive(Clone, Debug, PartialEq)]
+pub struct WsolObs {
+    pub iou: f32,
+    pub top1_loc: bool,
+    pub box_hits: Option<BoxHits>,
+}
+
+/// What one no-model baseline scored on one image: its `wsol` and `perturbation` rows.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct BaselineObs {
+    pub wsol: ByVariant<Option<WsolObs>>,
+    pub auc: ByVariant<Option<AucObs>>,
+}
+
 /// Everything a run says about one image of one pair.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ImageEntry {
     pub variants: ByVariant<Option<ImageObs>>,
     pub pair: Option<PairObs>,
+    /// EigenCAM's deletion/insertion.
     pub perturbation: ByVariant<Option<AucObs>>,
     pub in_subset: bool,
+    /// The baselines' rows, by method (never `eigencam`: its rows are the fields above).
+    pub baselines: BTreeMap<Method, BaselineObs>,
 }
 
 /// Which thresholds localize an image at each δ of MaxBoxAccV2 (`iou_curve[j] ≥ δ_k`, SPEC §6),
@@ -193,6 +213,22 @@ impl Metric {
             Metric::TotalMs => o.infer_ms as f64 + o.cam_ms as f64,
             _ => return None,
         })
+    }
+
+    /// The metric of one image for one variant under `method`: EigenCAM's is
+    /// [`Metric::of_variant`]; a baseline has IoU, top-1 loc and the AUCs.
+    pub fn of_method(self, e: &ImageEntry, method: Method, v: Variant) -> Option<f64> {
+        if method == Method::EigenCam {
+            return self.of_variant(e, v);
+        }
+        let b = e.baselines.get(&method)?;
+        match self {
+            Metric::Iou => b.wsol[v].as_ref().map(|w| w.iou as f64),
+            Metric::Top1LocPct => b.wsol[v].as_ref().map(|w| if w.top1_loc { 100.0 } else { 0.0 }),
+            Metric::DeletionAuc => b.auc[v].map(|a| a.deletion as f64),
+            Metric::InsertionAuc => b.auc[v].map(|a| a.insertion as f64),
+            _ => None,
+        }
     }
 
     /// The metric of one image's pair row (`pairs`).

@@ -81,7 +81,7 @@ fn figure3_skipped_when_the_data_is_gone_and_stale_figures_removed() {
 fn empty_subset_table_is_reported_as_such() {
     let tmp = tempfile::tempdir().unwrap();
     let run_dir = tmp.path().join("run");
-    write_run(&run_dir, &tmp.path().join("no-data"), Tables { subset: false, perturbation: true });
+    write_run(&run_dir, &tmp.path().join("no-data"), Tables { subset: false, perturbation: true, baselines: false });
     tables::write_part::<types::SubsetRow>(&run_dir, "final", &[]).unwrap();
     let md = report::report(&run_dir).unwrap();
     assert!(md.contains("Absent: the `subset` table of this run is empty."), "{md}");

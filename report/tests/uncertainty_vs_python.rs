@@ -27,9 +27,10 @@ fn python_json(script: &str, arg: &Path) -> Value {
     serde_json::from_str(&common::run_python(&script, &[OsStr::new(arg.as_os_str())])).unwrap()
 }
 
-/// The CSV row whose key columns (those of model, variant, scope, metric the Python row has) match.
+/// The CSV row whose key columns (those of model, variant, scope, metric, method the Python row
+/// has) match.
 fn matching<'a>(rows: &'a [BTreeMap<String, String>], theirs: &Value) -> &'a BTreeMap<String, String> {
-    let keys: Vec<(&str, &str)> = ["model", "variant", "scope", "metric"]
+    let keys: Vec<(&str, &str)> = ["model", "variant", "scope", "metric", "method"]
         .into_iter()
         .filter_map(|k| Some((k, theirs.get(k)?.as_str()?)))
         .collect();
@@ -89,6 +90,16 @@ fn every_interval_and_paired_test_equals_scipy_and_statsmodels() {
     let t12 = read_csv(&run_dir.join("report/table12_paired.csv"));
     assert_eq!(t12.len(), PAIRS.len() * (8 + 8 + 2));
     assert!(t12.iter().any(|r| r["test"] == "mcnemar") && t12.iter().any(|r| r["test"] == "wilcoxon"));
+    // Table 13: every variant × method of every pair, compared above; the baselines' AUCs over the
+    // baselined images only, EigenCAM's beside them on the same images.
+    let t13 = read_csv(&run_dir.join("report/table13_baselines.csv"));
+    assert_eq!(t13.len(), PAIRS.len() * 2 * 4);
+    for r in &t13 {
+        let wsol = r["method"] != "random";
+        let auc = r["method"] != "full";
+        assert_eq!(r["images"] == common::IMAGES.to_string(), wsol, "{r:?}");
+        assert_eq!(r["auc_images"] == common::BASELINED.to_string(), auc, "{r:?}");
+    }
 }
 
 /// Differences of a shape the report meets: continuous values, some repeated, some zero.
@@ -213,8 +224,8 @@ fn duckdb_and_polars_read_the_csvs_with_the_documented_types() {
         let seen = &python["files"][name];
         assert_eq!((seen["duckdb"].as_u64(), seen["polars"].as_u64()), (Some(rows as u64), Some(rows as u64)), "{name}");
     }
-    // Each file's estimates came in as (name, name_lo, name_hi) DOUBLE triples, the README's 27
-    // (3 + 6 + 3 + 1 + 2 + 4 + 2 + 3 + 3); Table 12 as its README schema.
-    assert_eq!(python["interval_columns"].as_u64(), Some(27), "{python}");
+    // Each file's estimates came in as (name, name_lo, name_hi) DOUBLE triples, the README's 32
+    // (3 + 6 + 3 + 1 + 2 + 4 + 2 + 3 + 3 + 5); Table 12 as its README schema.
+    assert_eq!(python["interval_columns"].as_u64(), Some(32), "{python}");
     assert_eq!(python["table12_columns"].as_u64(), Some(19), "{python}");
 }

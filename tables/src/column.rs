@@ -8,7 +8,7 @@ use arrow::array::{
     ListBuilder, PrimitiveBuilder, StringArray,
 };
 use arrow::datatypes::{DataType, Field, Float32Type, Int32Type};
-use types::{Stage, Variant};
+use types::{Method, Stage, Variant};
 
 /// A field type that is stored as one column.
 pub trait ColumnValue: Sized {
@@ -101,6 +101,7 @@ macro_rules! by_name {
 
 by_name!(Variant);
 by_name!(Stage);
+by_name!(Method);
 
 /// List items are declared nullable, as Arrow's list builders (and so pyarrow and Polars) expect.
 fn list_of(item: DataType) -> DataType {

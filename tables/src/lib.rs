@@ -18,7 +18,7 @@ pub use parts::{
     canonical_rows, part_key, part_path, part_rows, read_part, read_part_file, read_parts, read_rows, read_table, write_part,
     write_part_at, TIMING_COLUMNS,
 };
-pub use types::{AggregateRow, ErrorRow, ImageRow, PairRow, PerturbationRow, Stage, SubsetRow};
+pub use types::{AggregateRow, ErrorRow, ImageRow, PairRow, PerturbationRow, Stage, SubsetRow, WsolRow};
 
 /// A table: its name (= its folder), its schema, and its rows as record batches and back.
 pub trait Table: Sized {
@@ -102,8 +102,10 @@ table!(ErrorRow, "errors", [image_id, shard, model, stage, message]);
 
 table!(SubsetRow, "subset", [model, image_id, rank, rmse]);
 
+table!(WsolRow, "wsol", [image_id, shard, model, variant, method, bbox as "box", iou, iou_curve, top1_loc]);
+
 table!(PerturbationRow, "perturbation", [
-    image_id, model, variant, target, deletion_auc, insertion_auc, deletion_curve, insertion_curve,
+    image_id, model, variant, method, target, deletion_auc, insertion_auc, deletion_curve, insertion_curve,
 ]);
 
 table!(AggregateRow, "aggregates", [

@@ -232,6 +232,47 @@ meta["wsol"] = wsol
 meta["max_box_acc_v2"] = float(np.mean([(curves >= d).mean(axis=0).max() for d in (0.3, 0.5, 0.7)]))
 
 lap("wsol")
+# ---------------------------------------------------------------- baselines (WSOL and orders)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import baselines_np  # noqa: E402
+
+brng = np.random.default_rng(11)  # its own stream: the sections after this one draw as before
+
+
+def sorted_box(gen, size):
+    x0, x1 = sorted(gen.integers(0, size, 2).tolist())
+    y0, y1 = sorted(gen.integers(0, size, 2).tolist())
+    return [x0, y0, x1, y1]
+
+
+baseline_cases = []
+for b_crop, b_sigma in ((224, 0.25), (160, 0.1), (37, 0.4)):
+    b_g = baselines_np.gaussian_map(b_crop, b_sigma)
+    b_name = f"gauss_{b_crop}_{b_sigma}"
+    save(b_name, b_g)
+    b_levels = levels_floor(b_g)
+    b_mx = int(b_levels.max())
+    b_gts = [[sorted_box(brng, b_crop) for _ in range(1 + b_k % 3)] for b_k in range(4)]
+    b_gts += [[[b_crop // 4, b_crop // 4, 3 * b_crop // 4, 3 * b_crop // 4]], []]  # a centred object; none
+    b_per_gt = []
+    for b_gt in b_gts:
+        b_curve = [max([iou_np(cc["box"], t) for cc in comps(b_levels, (j * b_mx) // 100) for t in b_gt], default=0.0) for j in range(100)]
+        b_cs = comps(b_levels, (20 * b_mx) // 100)
+        b_best = max(b_cs, key=lambda cc: (cc["pixels"], -cc["first"]))
+        b_full = baselines_np.full_box(b_crop)
+        b_per_gt.append({"gt": b_gt, "box": b_best["box"], "iou": max([iou_np(b_best["box"], t) for t in b_gt], default=0.0),
+                       "curve": b_curve, "full_iou": max([iou_np(b_full, t) for t in b_gt], default=0.0)})
+    b_order = np.argsort(-b_g.ravel(), kind="stable")
+    save(f"{b_name}_order", b_order.astype(np.float32))  # exact: indices < 2^24
+    baseline_cases.append({"name": b_name, "crop": b_crop, "sigma": b_sigma, "cases": b_per_gt})
+meta["baselines"] = baseline_cases
+meta["random_orders"] = []
+for b_n, b_seed, b_key in ((50176, 0x5143414D, "ILSVRC2012_val_00000001"), (50176, 7, "ILSVRC2012_val_00000001"), (10, 1, "")):
+    b_order = baselines_np.random_order(b_n, b_seed, b_key)
+    meta["random_orders"].append({"n": b_n, "seed": b_seed, "key": b_key, "head": b_order[:64].tolist(),
+                                  "weighted_sum": int((b_order * np.arange(1, b_n + 1)).sum())})
+
+lap("baselines")
 # ---------------------------------------------------------------- statistics
 def np_stats(a, scale, zp):
     a64 = a.astype(np.float64).ravel()

@@ -21,7 +21,9 @@ SPEC = {
     "pairs": [("image_id", "utf8"), ("model", "utf8"), ("rmse", "float32"), ("rmse_flipped", "float32"),
               ("top1_agree", "bool")],
     "subset": [("model", "utf8"), ("image_id", "utf8"), ("rank", "int32"), ("rmse", "float32")],
-    "perturbation": [("image_id", "utf8"), ("model", "utf8"), ("variant", "utf8"), ("target", "int32"),
+    "wsol": [("image_id", "utf8"), ("shard", "utf8"), ("model", "utf8"), ("variant", "utf8"), ("method", "utf8"),
+             ("box", "list<int32>"), ("iou", "float32"), ("iou_curve", "list<float32>"), ("top1_loc", "bool")],
+    "perturbation": [("image_id", "utf8"), ("model", "utf8"), ("variant", "utf8"), ("method", "utf8"), ("target", "int32"),
                      ("deletion_auc", "float32"), ("insertion_auc", "float32"),
                      ("deletion_curve", "list<float32>"), ("insertion_curve", "list<float32>")],
 }
@@ -57,7 +59,18 @@ def main(run_dir):
     out["malformed_perturbation_rows"] = con.execute(f"""
         SELECT count(*) FROM read_parquet('{run_dir}/perturbation/*.parquet')
         WHERE len(deletion_curve) != {steps} + 1 OR len(insertion_curve) != {steps} + 1
-           OR variant NOT IN ('float', 'quantized')""").fetchone()[0]
+           OR variant NOT IN ('float', 'quantized')
+           OR method NOT IN ('eigencam', 'gaussian', 'random')""").fetchone()[0]
+    # EigenCAM's wsol rows repeat its images rows; top1_loc is the SPEC's rule on the row's iou.
+    out["malformed_wsol_rows"] = con.execute(f"""
+        SELECT count(*) FROM read_parquet('{run_dir}/wsol/*.parquet') w
+        LEFT JOIN read_parquet('{run_dir}/images/*.parquet') i USING (image_id, model, variant)
+        WHERE len(w.box) != 4 OR len(w.iou_curve) != 100 OR w.method NOT IN ('eigencam', 'gaussian', 'full')
+           OR w.top1_loc != (i.top1_correct AND w.iou >= 0.5)
+           OR (w.method = 'eigencam' AND (w.box != i.box OR w.iou != i.iou OR w.iou_curve != i.iou_curve))""").fetchone()[0]
+    out["baseline_boxes"] = dict(con.execute(f"""
+        SELECT method, count(DISTINCT box) FROM read_parquet('{run_dir}/wsol/*.parquet')
+        WHERE method != 'eigencam' GROUP BY method""").fetchall())
     hist = pl.read_parquet(f"{run_dir}/images/*.parquet").select(pl.col("act_hist").list.sum().alias("s"))
     out["max_hist_sum_error"] = float((hist["s"] - 1.0).abs().max())
     print(json.dumps(out))

@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::Method;
+
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
     #[error("{file}: cannot read job file: {source}")]
@@ -35,6 +37,8 @@ pub struct Job {
     pub subset: SubsetConfig,
     #[serde(default)]
     pub perturbation: PerturbationConfig,
+    #[serde(default)]
+    pub baselines: BaselinesConfig,
     pub output: OutputConfig,
     /// How the report states uncertainty; changes no table of the run.
     #[serde(default)]
@@ -106,6 +110,27 @@ pub struct PerturbationConfig {
     /// Perturbed images per forward pass; 0 = `run.batch_size`.
     #[serde(default)]
     pub batch_size: usize,
+    /// Baseline pixel orders also run (`gaussian`, `random`); `[]` runs EigenCAM's only. Each
+    /// costs what EigenCAM's order costs, on `baseline_share` of the images.
+    #[serde(default = "default_order_baselines")]
+    pub baselines: Vec<Method>,
+    /// The share of the images deletion/insertion runs on that also get the baselines: the best
+    /// `ceil(share · n)` by rank (0 turns the baselines off as `[]` does).
+    #[serde(default = "default_baseline_share")]
+    pub baseline_share: f64,
+}
+
+/// The no-model baselines (`wsol` and `perturbation` tables, `method` column): what a map that
+/// ignores the image scores, so the report can say what EigenCAM's numbers are worth.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BaselinesConfig {
+    /// σ of the centred Gaussian map, as a share of the crop side.
+    #[serde(default = "default_gaussian_sigma")]
+    pub gaussian_sigma: f64,
+    /// Seeds the random pixel order (mixed with each image id, so every image has its own).
+    #[serde(default = "default_seed")]
+    pub seed: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -194,6 +219,17 @@ fn default_scope() -> PerturbScope {
 fn default_steps() -> usize {
     100
 }
+fn default_order_baselines() -> Vec<Method> {
+    Method::ORDER_BASELINES.to_vec()
+}
+fn default_baseline_share() -> f64 {
+    0.2
+}
+/// A quarter of the side: the map's 0.2 cut (WSOL's default threshold) then falls 1.79σ = 0.45
+/// sides from the centre, a box just inside the crop, as wide as most ImageNet objects.
+fn default_gaussian_sigma() -> f64 {
+    0.25
+}
 
 impl Default for SubsetConfig {
     fn default() -> Self {
@@ -203,7 +239,19 @@ impl Default for SubsetConfig {
 
 impl Default for PerturbationConfig {
     fn default() -> Self {
-        PerturbationConfig { scope: default_scope(), steps: default_steps(), batch_size: 0 }
+        PerturbationConfig {
+            scope: default_scope(),
+            steps: default_steps(),
+            batch_size: 0,
+            baselines: default_order_baselines(),
+            baseline_share: default_baseline_share(),
+        }
+    }
+}
+
+impl Default for BaselinesConfig {
+    fn default() -> Self {
+        BaselinesConfig { gaussian_sigma: default_gaussian_sigma(), seed: default_seed() }
     }
 }
 
@@ -332,6 +380,18 @@ impl Job {
         if self.perturbation.steps == 0 {
             return Err(invalid("perturbation.steps", "must be at least 1".into()));
         }
+        if let Some(m) = self.perturbation.baselines.iter().find(|m| !Method::ORDER_BASELINES.contains(m)) {
+            return Err(invalid("perturbation.baselines", format!("`{m}` has no pixel order (gaussian or random)")));
+        }
+        if let Some(m) = self.perturbation.baselines.iter().enumerate().find_map(|(i, m)| self.perturbation.baselines[..i].contains(m).then_some(m)) {
+            return Err(invalid("perturbation.baselines", format!("`{m}` is listed twice")));
+        }
+        if !(0.0..=1.0).contains(&self.perturbation.baseline_share) {
+            return Err(invalid("perturbation.baseline_share", format!("{} is outside [0, 1]", self.perturbation.baseline_share)));
+        }
+        if !(self.baselines.gaussian_sigma > 0.0 && self.baselines.gaussian_sigma.is_finite()) {
+            return Err(invalid("baselines.gaussian_sigma", format!("{} is not a positive share of the crop side", self.baselines.gaussian_sigma)));
+        }
         if !(self.report.confidence > 0.0 && self.report.confidence < 1.0) {
             return Err(invalid("report.confidence", format!("{} is not in (0, 1)", self.report.confidence)));
         }
@@ -447,6 +507,21 @@ dir = "out"
         assert_eq!(job.subset.top_fraction, 0.05);
         assert_eq!(job.perturbation.steps, 100);
         assert_eq!(job.perturbation.scope, PerturbScope::Subset);
+        assert_eq!(job.perturbation.baselines, [Method::Gaussian, Method::Random]);
+        assert_eq!((job.perturbation.baseline_share, job.baselines.gaussian_sigma), (0.2, 0.25));
+    }
+
+    #[test]
+    fn a_baseline_without_a_pixel_order_is_refused() {
+        let text = MINIMAL.replace("[output]", "[perturbation]\nbaselines = [\"full\"]\n[output]");
+        let err = Job::parse(&text, Path::new("j.toml")).unwrap_err().to_string();
+        assert_eq!(err, "j.toml: field `perturbation.baselines`: `full` has no pixel order (gaussian or random)");
+        let text = MINIMAL.replace("[output]", "[perturbation]\nbaselines = [\"saliency\"]\n[output]");
+        let err = Job::parse(&text, Path::new("j.toml")).unwrap_err().to_string();
+        assert!(err.contains("saliency") && err.contains("perturbation"), "{err}");
+        let text = MINIMAL.replace("[output]", "[baselines]\ngaussian_sigma = 0\n[output]");
+        let err = Job::parse(&text, Path::new("j.toml")).unwrap_err().to_string();
+        assert!(err.contains("baselines.gaussian_sigma"), "{err}");
     }
 
     #[test]

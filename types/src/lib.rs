@@ -5,12 +5,15 @@
 
 mod job;
 mod manifest;
+mod method;
 mod records;
 mod run;
 mod variant;
+pub mod rng;
 
 pub use job::*;
 pub use manifest::*;
+pub use method::{Method, UnknownMethod};
 pub use records::*;
 pub use run::*;
 pub use variant::{ByVariant, UnknownVariant, Variant};

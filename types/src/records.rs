@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::Variant;
+use crate::{Method, Variant};
 
 /// An axis-aligned box with inclusive pixel corners, `x0 <= x1`, `y0 <= y1` (SPEC §1, §6).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -152,13 +152,32 @@ pub struct SubsetRow {
     pub rmse: f32,
 }
 
-/// Deletion and insertion (SPEC §5) for one (image, model, variant). Serializable: rows travel
-/// from the worker that computed them to the one that writes the pair's part.
+/// WSOL (SPEC §6) of one saliency map for one (image, model, variant): the variant's EigenCAM
+/// (the same box and curve as its `images` row) and each no-model baseline, so that one
+/// `GROUP BY method` sets EigenCAM beside what a map that ignores the image would score.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WsolRow {
+    pub image_id: String,
+    pub shard: String,
+    pub model: String,
+    pub variant: Variant,
+    pub method: Method,
+    pub bbox: [i32; 4],
+    pub iou: f32,
+    pub iou_curve: Vec<f32>,
+    /// The variant's top-1 is right and `iou` ≥ 0.5.
+    pub top1_loc: bool,
+}
+
+/// Deletion and insertion (SPEC §5) for one (image, model, variant, method). Serializable: rows
+/// travel from the worker that computed them to the one that writes the pair's part.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PerturbationRow {
     pub image_id: String,
     pub model: String,
     pub variant: Variant,
+    /// Which pixel order: the variant's EigenCAM, or a baseline's (then the same for both variants).
+    pub method: Method,
     pub target: i32,
     pub deletion_auc: f32,
     pub insertion_auc: f32,

@@ -9,7 +9,7 @@ use std::process::{Command, Output};
 
 use pipeline::fake::{self, FakeSpec};
 
-pub const TABLES: [&str; 6] = ["images", "pairs", "errors", "subset", "aggregates", "perturbation"];
+pub const TABLES: [&str; 7] = ["images", "pairs", "wsol", "errors", "subset", "aggregates", "perturbation"];
 
 pub fn sample_dir() -> PathBuf {
     let d = std::env::var_os("QCAM_SAMPLE_DATA")

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use types::{AggregateRow, ErrorRow, ImageRow, PairRow, PerturbationRow, Stage, SubsetRow};
+use types::{AggregateRow, ErrorRow, ImageRow, Method, PairRow, PerturbationRow, Stage, SubsetRow, WsolRow};
 use types::Variant;
 use serde_json::json;
 
@@ -82,16 +82,45 @@ pub struct Synthetic {
     pub pairs: Vec<PairRow>,
     pub subset: Vec<SubsetRow>,
     pub perturbation: Vec<PerturbationRow>,
+    pub wsol: Vec<WsolRow>,
 }
 
 pub struct Tables {
     pub subset: bool,
     pub perturbation: bool,
+    /// The `wsol` table, and the baselines' rows of `perturbation`.
+    pub baselines: bool,
 }
 
-pub const ALL_TABLES: Tables = Tables { subset: true, perturbation: true };
+pub const ALL_TABLES: Tables = Tables { subset: true, perturbation: true, baselines: true };
 /// What a run by an older qcam left: images, pairs, errors.
-pub const OLD_RUN: Tables = Tables { subset: false, perturbation: false };
+pub const OLD_RUN: Tables = Tables { subset: false, perturbation: false, baselines: false };
+/// Subset images given the baselines' orders: ceil(0.5 · SUBSET), the best ranks.
+pub const BASELINED: usize = 2;
+
+/// The `wsol` rows of one image row: EigenCAM's (the row's own box), a Gaussian map's and the
+/// whole crop's, with made-up IoUs that vary per image.
+fn wsol_rows(rng: &mut Rng, row: &ImageRow) -> [WsolRow; 3] {
+    let wsol = |method, iou: f32, iou_curve: Vec<f32>| WsolRow {
+        image_id: row.image_id.clone(),
+        shard: row.shard.clone(),
+        model: row.model.clone(),
+        variant: row.variant,
+        method,
+        bbox: row.bbox,
+        iou,
+        iou_curve,
+        top1_loc: row.top1_correct && iou >= 0.5,
+    };
+    let peak = rng.unit();
+    let gaussian: Vec<f32> = (0..100).map(|j| peak * (1.0 - j as f32 / 100.0)).collect();
+    let full = 0.2 + 0.6 * rng.unit();
+    [
+        wsol(Method::EigenCam, row.iou, row.iou_curve.clone()),
+        wsol(Method::Gaussian, gaussian[20], gaussian),
+        wsol(Method::Full, full, vec![full; 100]),
+    ]
+}
 
 fn image_row(rng: &mut Rng, i: usize, model: &str, variant: &'static str) -> ImageRow {
     let label = rng.below(1000) as i32;
@@ -153,7 +182,7 @@ fn image_row(rng: &mut Rng, i: usize, model: &str, variant: &'static str) -> Ima
 /// run.json points at `data_dir`; returns the rows written.
 pub fn write_run(run_dir: &Path, data_dir: &Path, which: Tables) -> Synthetic {
     let mut rng = Rng::new(42);
-    let mut s = Synthetic { images: vec![], pairs: vec![], subset: vec![], perturbation: vec![] };
+    let mut s = Synthetic { images: vec![], pairs: vec![], subset: vec![], perturbation: vec![], wsol: vec![] };
     for (model, _, _) in PAIRS {
         for i in 0..IMAGES {
             let float = image_row(&mut rng, i, model, "float");
@@ -179,20 +208,31 @@ pub fn write_run(run_dir: &Path, data_dir: &Path, which: Tables) -> Synthetic {
         }
     }
     for row in &s.subset {
-        for variant in Variant::BOTH {
-            let deletion_curve: Vec<f32> = (0..101).map(|j| (1.0 - j as f32 / 100.0).powi(3)).collect();
-            let insertion_curve: Vec<f32> = (0..101).map(|j| (j as f32 / 100.0).sqrt()).collect();
-            s.perturbation.push(PerturbationRow {
-                image_id: row.image_id.clone(),
-                model: row.model.clone(),
-                variant,
-                target: rng.below(1000) as i32,
-                deletion_auc: 0.05 + 0.3 * rng.unit(),
-                insertion_auc: 0.3 + 0.5 * rng.unit(),
-                deletion_curve,
-                insertion_curve,
-            });
+        let mut methods = vec![Method::EigenCam];
+        if which.baselines && row.rank as usize <= BASELINED {
+            methods.extend([Method::Gaussian, Method::Random]);
         }
+        for method in methods {
+            for variant in Variant::BOTH {
+                let deletion_curve: Vec<f32> = (0..101).map(|j| (1.0 - j as f32 / 100.0).powi(3)).collect();
+                let insertion_curve: Vec<f32> = (0..101).map(|j| (j as f32 / 100.0).sqrt()).collect();
+                s.perturbation.push(PerturbationRow {
+                    image_id: row.image_id.clone(),
+                    model: row.model.clone(),
+                    variant,
+                    method,
+                    target: rng.below(1000) as i32,
+                    deletion_auc: 0.05 + 0.3 * rng.unit(),
+                    insertion_auc: 0.3 + 0.5 * rng.unit(),
+                    deletion_curve,
+                    insertion_curve,
+                });
+            }
+        }
+    }
+    if which.baselines {
+        let rows: Vec<WsolRow> = s.images.iter().flat_map(|r| wsol_rows(&mut rng, r)).collect();
+        s.wsol = rows;
     }
     let errors = vec![ErrorRow::new("ILSVRC2012_val_00099999", "val-00001", Stage::Decode, "synthetic: truncated JPEG")];
     for part in 0..IMAGES / SHARD_SIZE {
@@ -204,6 +244,10 @@ pub fn write_run(run_dir: &Path, data_dir: &Path, which: Tables) -> Synthetic {
         tables::write_part(run_dir, &shard, &pairs).unwrap();
         let errs: Vec<ErrorRow> = errors.iter().filter(|e| e.shard == shard).cloned().collect();
         tables::write_part(run_dir, &shard, &errs).unwrap();
+        if which.baselines {
+            let rows: Vec<WsolRow> = s.wsol.iter().filter(|r| r.shard == shard).cloned().collect();
+            tables::write_part(run_dir, &shard, &rows).unwrap();
+        }
         if which.perturbation {
             let rows: Vec<PerturbationRow> = s.perturbation.iter().filter(|r| of_shard(&r.image_id)).cloned().collect();
             tables::write_part(run_dir, &shard, &rows).unwrap();
