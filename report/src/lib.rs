@@ -196,7 +196,10 @@ pub fn report_with(run_dir: &Path, opts: &Options) -> Result<String> {
     let baseline_rows: Vec<BaselineRow> = pairs
         .iter()
         .flat_map(|pair| {
-            Variant::BOTH.into_iter().flat_map(move |variant| Method::ALL.map(|method| BaselineRow { pair, variant, method }))
+            let run = &run;
+            Variant::BOTH.into_iter().flat_map(move |variant| {
+                Method::ALL.map(|method| BaselineRow { pair, variant, method, weights: run.weights(pair.model, variant.as_str()) })
+            })
         })
         .filter(|r| r.wsol(Metric::Iou).n > 0 || r.auc(Metric::DeletionAuc).n > 0)
         .collect();
@@ -500,6 +503,7 @@ struct BaselineRow<'a> {
     pair: &'a PairEstimates<'a>,
     variant: Variant,
     method: Method,
+    weights: String,
 }
 
 impl BaselineRow<'_> {
@@ -518,7 +522,7 @@ fn baseline_columns<'a>() -> [Column<BaselineRow<'a>>; 11] {
     [
         Column::new("model", |r| text(r.pair.model)),
         Column::new("variant", |r| text(r.variant.as_str())),
-        Column::new("weights", |r| text(&r.pair.weights)),
+        Column::new("weights", |r| text(&r.weights)),
         Column::new("method", |r| text(r.method.as_str())),
         Column::new("images", |r| Cell::Int(r.wsol(Metric::Iou).n)),
         Column::estimate("mean_iou", |r| est(r.wsol(Metric::Iou), Metric::Iou)),
