@@ -518,7 +518,7 @@ dir = "out"
         assert_eq!(err, "j.toml: field `perturbation.baselines`: `full` has no pixel order (gaussian or random)");
         let text = MINIMAL.replace("[output]", "[perturbation]\nbaselines = [\"saliency\"]\n[output]");
         let err = Job::parse(&text, Path::new("j.toml")).unwrap_err().to_string();
-        assert!(err.contains("saliency") && err.contains("perturbation"), "{err}");
+        assert!(err.starts_with("j.toml:") && err.contains("`saliency`") && err.contains("baselines"), "{err}");
         let text = MINIMAL.replace("[output]", "[baselines]\ngaussian_sigma = 0\n[output]");
         let err = Job::parse(&text, Path::new("j.toml")).unwrap_err().to_string();
         assert!(err.contains("baselines.gaussian_sigma"), "{err}");
