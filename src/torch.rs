@@ -51,6 +51,10 @@ impl Backend for TorchBackend {
     fn runtime(&self) -> String {
         format!("libtorch {} via tch 0.26", env!("QCAM_LIBTORCH_VERSION"))
     }
+
+    fn engine_wait_s(&self) -> f64 {
+        engine_wait_s()
+    }
 }
 
 /// One loaded model that the workers of a process share.
@@ -84,13 +88,16 @@ struct EngineGate {
 
 static ENGINE_GATE: EngineGate = EngineGate { state: Mutex::new((None, 0)), idle: Condvar::new() };
 
-/// Nanoseconds threads of this process have waited at the gate for another engine's forwards.
-static ENGINE_WAIT_NS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+thread_local! {
+    /// Nanoseconds this thread has waited at the gate for another engine's forwards. Per thread,
+    /// because each worker runs its forwards on its own thread and run.json reports each worker.
+    static ENGINE_WAIT_NS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
 
-/// Seconds this process's threads have waited for a quantized engine other models held (summed
-/// over threads): how much two workers running pairs of different engines cost each other.
+/// Seconds the calling thread has waited for a quantized engine other threads' models held: how
+/// much workers running pairs of different engines cost each other.
 pub fn engine_wait_s() -> f64 {
-    ENGINE_WAIT_NS.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1e9
+    ENGINE_WAIT_NS.get() as f64 / 1e9
 }
 
 struct EngineTicket;
@@ -103,7 +110,7 @@ impl EngineGate {
             while st.0 != Some(engine) && st.1 > 0 {
                 st = self.idle.wait(st).unwrap_or_else(|e| e.into_inner());
             }
-            ENGINE_WAIT_NS.fetch_add(start.elapsed().as_nanos() as u64, std::sync::atomic::Ordering::Relaxed);
+            ENGINE_WAIT_NS.set(ENGINE_WAIT_NS.get() + start.elapsed().as_nanos() as u64);
         }
         if st.0 != Some(engine) {
             jit::set_qengine(engine)?;

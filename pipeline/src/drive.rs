@@ -281,6 +281,7 @@ pub fn run_worker(worker: &mut Worker, shared: &Arc<Shared>) -> Result<WorkerRep
     step_until(worker, &shared.failure, || run_level.done())?;
     report.perturb_s = perturb_time.busy_s.get();
     report.perturb_forward_s = perturb_time.forward_s.get();
+    report.engine_wait_s = shared.backend.engine_wait_s();
     report.wall_s = start.elapsed().as_secs_f64();
     reports.send(Notice::Report(report.clone()));
     reports.close();

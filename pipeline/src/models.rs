@@ -51,6 +51,12 @@ pub trait Backend: Send + Sync {
 
     /// What ran the models, for run.json (e.g. `libtorch 2.13.0 via tch 0.26`).
     fn runtime(&self) -> String;
+
+    /// Seconds the calling thread has waited so far for another model's quantized engine (a
+    /// process-wide libtorch setting: models of different engines cannot run at once).
+    fn engine_wait_s(&self) -> f64 {
+        0.0
+    }
 }
 
 /// A manifest plus where it was read from, and the quantized engine the pair runs under.

@@ -63,6 +63,10 @@ pub struct WorkerReport {
     pub perturb_s: f64,
     /// Of those, seconds inside the model forwards.
     pub perturb_forward_s: f64,
+    /// Seconds this worker waited, over the whole run, for another worker's models to release
+    /// libtorch's quantized engine (pairs of different engines cannot run int8 forwards at once).
+    #[serde(default)]
+    pub engine_wait_s: f64,
     pub wall_s: f64,
 }
 
