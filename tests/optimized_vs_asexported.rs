@@ -1,7 +1,7 @@
 //! The forward speed-ups change no result beyond float rounding. The reference is made in this
 //! test: the same pairs exported as they were before (`exporter/export.py --plain --ptq-engine
 //! fbgemm`: traced float files loaded as they are, NCHW input, PTQ pairs calibrated for fbgemm)
-//! and run with every deletion/insertion forward (`QCAM_PERTURB_ALL_FORWARDS=1`, no known scores):
+//! and run with every deletion/insertion forward (`perturbation.reuse_known_scores = false`):
 //! what qcam computed before. Against it, the shipped export (`make models`: frozen float files,
 //! `optimize_for_inference` or channels_last input, x86 int8 for PTQ pairs) run as a job runs it,
 //! on the 300 sample images, with deletion/insertion on the top 5% by RMSE (10 steps, so it stays a
@@ -26,7 +26,7 @@ use types::{ImageRow, PerturbationRow};
 
 const PAIRS: [&str; 2] = ["mobilenet_v2_qnnpack", "resnet18_random"];
 
-fn job(models: &Path, out: &Path) -> String {
+fn job(models: &Path, out: &Path, all_forwards: bool) -> String {
     format!(
         r#"name = "optimized-vs-asexported"
 [data]
@@ -43,12 +43,14 @@ top_fraction = 0.05
 [perturbation]
 steps = 10
 batch_size = 32
+reuse_known_scores = {}
 [output]
 dir = "{}"
 "#,
         common::sample_dir().display(),
         models.display(),
         PAIRS.iter().map(|p| format!("\"{p}\"")).collect::<Vec<_>>().join(", "),
+        !all_forwards,
         out.display()
     )
 }
@@ -56,13 +58,9 @@ dir = "{}"
 fn run(dir: &Path, name: &str, models: &Path, all_forwards: bool) -> std::path::PathBuf {
     let out = dir.join(name);
     let job_path = dir.join(format!("{name}.toml"));
-    std::fs::write(&job_path, job(models, &out)).unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_qcam"));
-    cmd.args(["run", job_path.to_str().unwrap()]);
-    if all_forwards {
-        cmd.env("QCAM_PERTURB_ALL_FORWARDS", "1");
-    }
-    assert!(cmd.status().unwrap().success(), "qcam run {name} failed");
+    std::fs::write(&job_path, job(models, &out, all_forwards)).unwrap();
+    let status = Command::new(env!("CARGO_BIN_EXE_qcam")).args(["run", job_path.to_str().unwrap()]).status().unwrap();
+    assert!(status.success(), "qcam run {name} failed");
     out
 }
 

@@ -360,6 +360,8 @@ pub struct PerturbConfig {
     pub gaussian_sigma: f64,
     /// Seeds the random baseline's orders.
     pub seed: u64,
+    /// Take the known points' scores ([`KnownScores`]) instead of running their forwards.
+    pub reuse_known: bool,
 }
 
 /// The all-zero image's logits under each variant of one pair: deletion's last point for every
@@ -475,10 +477,7 @@ where
     jobs.unary_frontier(Pipeline, "Perturb", move |_cap, info| {
         let activator = scope.activator_for(info.address);
         let mut pending: Vec<(Capability<u64>, Vec<PerturbJob>)> = Vec::new();
-        // QCAM_PERTURB_ALL_FORWARDS=1 runs every point's forward, as before known scores: the
-        // reference run of tests/optimized_vs_asexported.rs.
-        let reuse = std::env::var_os("QCAM_PERTURB_ALL_FORWARDS").is_none_or(|v| v != "1");
-        let blank = reuse.then(BlankLogits::default);
+        let blank = cfg.reuse_known.then(BlankLogits::default);
         move |(input, _frontier), output| {
             input.for_each(|cap, data| {
                 if let Some(cap) = cap.retain_least(output.output_index()) {

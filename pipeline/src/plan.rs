@@ -271,6 +271,7 @@ pub fn plan(job_path: &Path, opts: &RunOptions, backend: &dyn Backend) -> Result
                         crop,
                         gaussian_sigma: job.baselines.gaussian_sigma,
                         seed: job.baselines.seed,
+                        reuse_known: job.perturbation.reuse_known_scores,
                     }),
                     writer: placement.writes_pair(i),
                     digest: crate::ledger::pair_digest(&job, spec),

@@ -118,6 +118,12 @@ pub struct PerturbationConfig {
     /// `ceil(share · n)` by rank (0 turns the baselines off as `[]` does).
     #[serde(default = "default_baseline_share")]
     pub baseline_share: f64,
+    /// Take the scores of the points whose images are already scored instead of running them: the
+    /// unperturbed image (phase 1's top-1 probability: deletion's first point, insertion's last)
+    /// and the all-zero image (deletion's last, once per model). `false` runs all `2 · (steps + 1)`
+    /// forwards, as RISE does; the curves then differ only by the forwards' float rounding.
+    #[serde(default = "yes")]
+    pub reuse_known_scores: bool,
 }
 
 /// The no-model baselines (`wsol` and `perturbation` tables, `method` column): what a map that
@@ -222,6 +228,9 @@ fn default_steps() -> usize {
 fn default_order_baselines() -> Vec<Method> {
     Method::ORDER_BASELINES.to_vec()
 }
+fn yes() -> bool {
+    true
+}
 fn default_baseline_share() -> f64 {
     0.2
 }
@@ -245,6 +254,7 @@ impl Default for PerturbationConfig {
             batch_size: 0,
             baselines: default_order_baselines(),
             baseline_share: default_baseline_share(),
+            reuse_known_scores: true,
         }
     }
 }
