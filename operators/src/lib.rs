@@ -12,6 +12,7 @@ pub mod stats;
 pub mod explain;
 pub mod subset;
 pub mod perturb;
+pub mod pool;
 pub mod par;
 pub mod baselines;
 

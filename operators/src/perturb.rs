@@ -22,6 +22,7 @@
 
 use std::ops::Range;
 use std::rc::Rc;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use timely::dataflow::channels::pact::Pipeline;
@@ -33,6 +34,7 @@ use crate::eigencam::cam_full;
 use crate::infer::{softmax, Forward, PairModels};
 use crate::subset::Scored;
 use crate::baselines;
+use crate::pool::{JobPool, Next};
 use types::{ErrorRow, Image, Method, PerturbationRow, Stage, Variant};
 
 /// RISE's blur: `scipy.ndimage.gaussian_filter` (σ = 5, mode "reflect", truncate 4) of an 11×11
@@ -338,15 +340,19 @@ pub fn causal_curves_in_order<F: FnMut(&[f32], usize) -> Result<Vec<f32>, String
     })
 }
 
-/// One image of one pair to perturb: a ranked record of the selection, dealt to a worker.
+/// One image of one pair to perturb under one pixel order (both variants): a ranked record of the
+/// selection, dealt to a worker.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct PerturbJob {
     pub shard: String,
     pub model: String,
     pub rank: u32,
+    /// The job's place in its pair's deal order (rank, then method): jobs go to workers round
+    /// robin by it, so a worker's share is a count of jobs, not of images.
+    pub deal: u32,
     pub scored: Scored,
-    /// The pixel orders to run (EigenCAM's and/or baselines'), each for both variants.
-    pub methods: Vec<Method>,
+    /// EigenCAM's order or a baseline's.
+    pub method: Method,
 }
 
 /// The job's knobs for this stage.
@@ -381,13 +387,13 @@ impl BlankLogits {
     }
 }
 
-/// Deletion and insertion for both variants of one image under each of `job.methods`: EigenCAM's
-/// order on each variant's own map (upsampled from the stored h×w map exactly as §3 step 5 does),
-/// a baseline's the same for both; every variant scores its own unperturbed top-1. Rows come per
-/// method, float then int8. The points whose images are the unperturbed one (its score is phase
-/// 1's top-1 probability) or the all-zero one (`blank`) are not run again; without `blank`, every
-/// point is. `forward_s` adds up the seconds spent in the model's forwards, so the stage's
-/// overhead around them can be measured on one timeline (benches).
+/// Deletion and insertion for both variants of one image under `job.method`: EigenCAM's order on
+/// each variant's own map (upsampled from the stored h×w map exactly as §3 step 5 does), a
+/// baseline's the same for both; every variant scores its own unperturbed top-1. Rows come float
+/// then int8. The points whose images are the unperturbed one (its score is phase 1's top-1
+/// probability) or the all-zero one (`blank`) are not run again; without `blank`, every point is.
+/// `forward_s` adds up the seconds spent in the model's forwards, so the stage's overhead around
+/// them can be measured on one timeline (benches).
 pub fn perturb_image(
     models: &PairModels,
     image: &Image,
@@ -396,10 +402,24 @@ pub fn perturb_image(
     blank: Option<&BlankLogits>,
     forward_s: &std::cell::Cell<f64>,
 ) -> Result<Vec<PerturbationRow>, String> {
-    let pixels = cfg.crop * cfg.crop;
-    let row = |variant: Variant, method: Method, order: &[u32]| -> Result<PerturbationRow, String> {
+    let method = job.method;
+    let shared = match method {
+        Method::EigenCam => None,
+        Method::Gaussian => Some(baselines::gaussian_order(cfg.crop, cfg.gaussian_sigma)),
+        Method::Random => Some(baselines::random_order(cfg.crop * cfg.crop, cfg.seed, &image.image_id)),
+        Method::Full => return Err("the whole-crop box has no pixel order".into()),
+    };
+    let row = |variant: Variant| -> Result<PerturbationRow, String> {
         let score = job.scored.variant(variant);
         let target = usize::try_from(score.target).map_err(|_| format!("{} has no top-1 class", variant.as_str()))?;
+        let own;
+        let order = match &shared {
+            Some(order) => order,
+            None => {
+                own = pixel_order(&cam_full(&score.cam_lo(), score.cam_h as usize, score.cam_w as usize, cfg.crop));
+                &own
+            }
+        };
         let model = models.get(variant);
         let forward = |pixels: &[f32], n: usize| {
             let (logits, ms) = model.logits(pixels, n, cfg.crop).map_err(|e| e.to_string())?;
@@ -427,28 +447,7 @@ pub fn perturb_image(
             insertion_curve: c.insertion,
         })
     };
-    let mut rows = Vec::with_capacity(2 * job.methods.len());
-    for &method in &job.methods {
-        let shared = match method {
-            Method::EigenCam => None,
-            Method::Gaussian => Some(baselines::gaussian_order(cfg.crop, cfg.gaussian_sigma)),
-            Method::Random => Some(baselines::random_order(pixels, cfg.seed, &image.image_id)),
-            Method::Full => return Err("the whole-crop box has no pixel order".into()),
-        };
-        for variant in Variant::BOTH {
-            let own;
-            let order = match &shared {
-                Some(order) => order,
-                None => {
-                    let score = job.scored.variant(variant);
-                    own = pixel_order(&cam_full(&score.cam_lo(), score.cam_h as usize, score.cam_w as usize, cfg.crop));
-                    &own
-                }
-            };
-            rows.push(row(variant, method, order)?);
-        }
-    }
-    Ok(rows)
+    Variant::BOTH.into_iter().map(row).collect()
 }
 
 /// Where a worker's deletion/insertion time went: all of the operator's activations (images
@@ -459,16 +458,27 @@ pub struct StageTime {
     pub forward_s: std::cell::Cell<f64>,
 }
 
-/// The deletion/insertion operator of one pair's branch. Jobs arrive once selection is final; they
-/// are worked through one shard's worth per activation (its images are loaded together by `load`,
-/// which returns one result per job, in order), so the worker stays responsive. Each job yields
-/// its rows (two per method) or one error row.
+/// Where a worker's deletion/insertion operator sits in its process's [`JobPool`].
+#[derive(Clone)]
+pub struct Seat {
+    pub pool: Arc<JobPool<PerturbJob>>,
+    /// The pair's place in the plan: pairs are drained in this order.
+    pub branch: usize,
+    pub worker: usize,
+}
+
+/// The deletion/insertion operator of one pair's branch. Jobs arrive once selection is final and go
+/// into the process's pool ([`Seat`]); each activation takes the next job of the pair that any
+/// worker of the process was dealt, loads its image (`load` returns one result per job) and yields
+/// its two rows or one error row, so the workers of a process finish together and each stays
+/// responsive between jobs.
 pub fn perturb<'s, L>(
     jobs: StreamVec<'s, u64, PerturbJob>,
     models: Rc<PairModels>,
     mut load: L,
     cfg: PerturbConfig,
     time: Rc<StageTime>,
+    seat: Seat,
 ) -> StreamVec<'s, u64, Result<Vec<PerturbationRow>, ErrorRow>>
 where
     L: FnMut(&[PerturbJob]) -> Vec<Result<Rc<Image>, ErrorRow>> + 'static,
@@ -476,34 +486,38 @@ where
     let scope = jobs.scope();
     jobs.unary_frontier(Pipeline, "Perturb", move |_cap, info| {
         let activator = scope.activator_for(info.address);
-        let mut pending: Vec<(Capability<u64>, Vec<PerturbJob>)> = Vec::new();
+        // The least capability this worker holds; jobs of other workers are emitted at it, too.
+        let mut held: Option<Capability<u64>> = None;
         let blank = cfg.reuse_known.then(BlankLogits::default);
-        move |(input, _frontier), output| {
+        let Seat { pool, branch, worker } = seat;
+        move |(input, frontier), output| {
             input.for_each(|cap, data| {
-                if let Some(cap) = cap.retain_least(output.output_index()) {
-                    pending.push((cap, std::mem::take(data)));
+                let Some(&t) = cap.least() else { return };
+                pool.put(branch, t, data.drain(..));
+                if held.as_ref().is_none_or(|h| t < *h.time()) {
+                    held = cap.retain_least(output.output_index());
                 }
             });
-            let Some((cap, queue)) = pending.last_mut() else { return };
-            let start = std::time::Instant::now();
-            // Work from the end of a queue sorted by shard: one shard per activation.
-            queue.sort_by(|a, b| b.cmp(a));
-            let shard = queue.last().map(|j| j.shard.clone()).unwrap_or_default();
-            let split = queue.iter().position(|j| j.shard == shard).unwrap_or(queue.len());
-            let group: Vec<PerturbJob> = queue.drain(split..).rev().collect();
-            let images = load(&group);
-            let mut session = output.session(&*cap);
-            for (job, image) in group.iter().zip(images) {
-                let fail = |message: String| ErrorRow::new(&job.scored.image_id, &job.shard, Stage::Perturb, message).for_model(&job.model);
-                session.give(image.and_then(|im| perturb_image(&models, &im, job, &cfg, blank.as_ref(), &time.forward_s).map_err(fail)));
-            }
-            drop(session);
-            time.busy_s.set(time.busy_s.get() + start.elapsed().as_secs_f64());
-            if queue.is_empty() {
-                pending.pop();
-            }
-            if !pending.is_empty() {
-                activator.activate();
+            let Some(cap) = held.as_ref() else { return };
+            pool.hold(branch, worker, true);
+            match pool.take(branch, worker, *cap.time()) {
+                Next::Job(t, job) => {
+                    let start = std::time::Instant::now();
+                    let image = load(std::slice::from_ref(&job)).pop().expect("one result per job");
+                    let fail = |message: String| ErrorRow::new(&job.scored.image_id, &job.shard, Stage::Perturb, message).for_model(&job.model);
+                    let rows = image.and_then(|im| perturb_image(&models, &im, &job, &cfg, blank.as_ref(), &time.forward_s).map_err(fail));
+                    output.session(&cap.delayed(&t)).give(rows);
+                    time.busy_s.set(time.busy_s.get() + start.elapsed().as_secs_f64());
+                    activator.activate();
+                }
+                // This worker's jobs of an earlier pair first; ask again after them.
+                Next::EarlierBranch => activator.activate(),
+                // Nothing to take: wait for more input, or let go once no more can come.
+                Next::Empty if frontier.frontier().is_empty() => {
+                    held = None;
+                    pool.hold(branch, worker, false);
+                }
+                Next::Empty => {}
             }
         }
     })

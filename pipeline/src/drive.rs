@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use operators::perturb::{PerturbJob, StageTime};
+use operators::pool::JobPool;
 use operators::subset::Scored;
 use serde::{Deserialize, Serialize};
 use timely::container::CapacityContainerBuilder;
@@ -37,6 +38,8 @@ pub struct Shared {
     pub finished: BTreeSet<String>,
     /// What worker 0 gathers from every worker of the run: each part written, each report.
     pub notices: Arc<Mutex<Vec<Notice>>>,
+    /// The deletion/insertion jobs of this process's workers, by pair.
+    pub perturb_pool: Arc<JobPool<PerturbJob>>,
 }
 
 /// What reaches worker 0 at the end.
@@ -170,6 +173,8 @@ fn resources(shared: &Arc<Shared>, me: usize, finished: &BTreeSet<String>, pertu
         shard_parts,
         shard_names: Rc::new(plan.dataset.shards.iter().map(|s| s.name.clone()).collect()),
         perturb_time,
+        perturb_pool: shared.perturb_pool.clone(),
+        worker: me,
         on_dealt: Rc::new(move |n| {
             dealt.perturb_total.fetch_add(n, Ordering::Relaxed);
         }),

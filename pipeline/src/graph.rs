@@ -16,7 +16,8 @@
 //! parts are written once the frontier passes its last batch, so the outputs do not depend on how
 //! many workers or processes there are. Selection and the aggregates are differential collections
 //! updated once per epoch (a fixed run of shards). Once the input is complete the subset is final:
-//! its images are dealt out to all workers by rank, re-read and perturbed (deletion/insertion).
+//! its images are dealt out to all workers, one job per (image, pixel order), re-read and perturbed
+//! (deletion/insertion); the workers of a process share their jobs, so they finish together.
 //! Decode, preprocess and explain spread each batch over the worker's cores (`operators::par`).
 
 use std::collections::HashMap;
@@ -26,7 +27,8 @@ use std::sync::Arc;
 use operators::explain::explain;
 use operators::infer::{infer, PairModels};
 use operators::par::par_map;
-use operators::perturb::{perturb, PerturbConfig, PerturbJob, StageTime};
+use operators::perturb::{perturb, PerturbConfig, PerturbJob, Seat, StageTime};
+use operators::pool::JobPool;
 use operators::subset::{self, Scored};
 use operators::decode;
 use timely::dataflow::operators::core::{Concat, Concatenate, Exchange as _, Inspect, OkErr};
@@ -63,6 +65,10 @@ pub struct Resources {
     /// Shard names by index, to name the parts.
     pub shard_names: Rc<Vec<String>>,
     pub perturb_time: Rc<StageTime>,
+    /// The process's deletion/insertion jobs, shared by its workers (by pair index), and this
+    /// worker's index in it.
+    pub perturb_pool: Arc<JobPool<PerturbJob>>,
+    pub worker: usize,
     /// Counts each (image, pair) dealt to and finished by deletion/insertion on this worker.
     pub on_dealt: Rc<dyn Fn(usize)>,
     pub on_perturbed: Rc<dyn Fn(usize)>,
@@ -203,13 +209,14 @@ fn deletion_insertion<'s>(
             Decision::Perturb(job) => Some(job),
             _ => None,
         })
-        .exchange(move |j: &PerturbJob| j.rank as u64 - 1 + index as u64)
+        .exchange(move |j: &PerturbJob| j.deal as u64 + index as u64)
         .count_with(res.on_dealt.clone(), |_| 1);
     let reused_rows = decisions.flat_map(|d| match d {
         Decision::Reuse(row) => Some(row),
         _ => None,
     });
-    let (rows, errors) = perturb(jobs, r.models, r.load, cfg, res.perturb_time.clone())
+    let seat = Seat { pool: res.perturb_pool.clone(), branch: index, worker: res.worker };
+    let (rows, errors) = perturb(jobs, r.models, r.load, cfg, res.perturb_time.clone(), seat)
         .count_with(res.on_perturbed.clone(), |_| 1)
         .ok_err(|r| r);
     let mut stage = r.stage;

@@ -187,10 +187,10 @@ pub fn staging_dir(dir: &RunDir, pair: &str, digest: &str) -> RunDir {
     dir.join(&format!("{STAGING_DIR}/{pair}/{}", &digest[..16]))
 }
 
-/// Stages one image's rows (both variants).
+/// Stages one job's rows: an image under one method, both variants.
 pub fn stage(dir: &RunDir, pair: &str, digest: &str, rows: &[PerturbationRow]) -> Result<(), LedgerError> {
     let Some(first) = rows.first() else { return Ok(()) };
-    tables::write_part(staging_dir(dir, pair, digest), &first.image_id, rows)?;
+    tables::write_part(staging_dir(dir, pair, digest), &format!("{}.{}", first.image_id, first.method.as_str()), rows)?;
     Ok(())
 }
 

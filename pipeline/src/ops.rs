@@ -113,7 +113,8 @@ impl Orders {
 /// The decisions of a final ranking (`ranked` in rank order): a subset row for each image of the
 /// subset, and, when `orders` says deletion/insertion runs, for each image it runs on (the subset,
 /// or all with `rank_all`) the rows an earlier run finished for the methods it needs and a job
-/// for the others. Earlier rows of methods it no longer needs are dropped.
+/// for each of the others, numbered in deal order. Earlier rows of methods it no longer needs are
+/// dropped.
 pub fn decide(
     pair: &str,
     ranked: &[&Ranked],
@@ -128,21 +129,26 @@ pub fn decide(
         .collect();
     let Some(orders) = orders else { return out };
     let perturbed: Vec<&&Ranked> = ranked.iter().filter(|r| r.in_subset || rank_all).collect();
+    let mut deal = 0;
     for (position, r) in perturbed.iter().enumerate() {
         let needed = orders.methods(position, perturbed.len());
         // `previous` holds both variants of a method or neither.
         let earlier: Vec<PerturbationRow> = previous.remove(&r.scored.image_id).unwrap_or_default();
-        let methods: Vec<Method> = needed.iter().copied().filter(|m| !earlier.iter().any(|row| row.method == *m)).collect();
-        let reused = earlier.into_iter().filter(|row| needed.contains(&row.method) && !methods.contains(&row.method));
-        out.extend(reused.map(Decision::Reuse));
-        if !methods.is_empty() {
+        for method in needed {
+            let done: Vec<&PerturbationRow> = earlier.iter().filter(|row| row.method == method).collect();
+            if !done.is_empty() {
+                out.extend(done.into_iter().cloned().map(Decision::Reuse));
+                continue;
+            }
             out.push(Decision::Perturb(PerturbJob {
                 shard: r.scored.shard.clone(),
                 model: pair.into(),
                 rank: r.rank,
+                deal,
                 scored: r.scored.clone(),
-                methods,
+                method,
             }));
+            deal += 1;
         }
     }
     out

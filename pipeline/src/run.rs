@@ -169,7 +169,9 @@ pub fn run(job_path: &Path, opts: &RunOptions, backend: Arc<dyn Backend>) -> Res
         .sum();
     progress.images_total.store(images_here, std::sync::atomic::Ordering::Relaxed);
     let reused = finished.len();
+    let pairs = plan.pairs.len();
     let shared = Arc::new(Shared {
+        perturb_pool: Arc::new(operators::pool::JobPool::new(pairs)),
         plan,
         backend: backend.clone(),
         progress: progress.clone(),
