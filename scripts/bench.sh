@@ -32,6 +32,9 @@
 #   job, peerjob  the whole job (phase 1 and deletion/insertion, the job's own layout, subset,
 #            steps and batch) by qcam and by the Python peer end to end; jobref: the same job
 #            with the reference models (by BASE_QCAM when set)
+#   REF_OVERRIDES  job_variant.py arguments for the reference runs only (rundel-ref, jobref): an
+#            older BASE_QCAM refuses settings it does not know (`-baselines -perturbation.baselines
+#            ...`), and the job as it was shipped may differ (`perturbation.batch_size=32`)
 #
 # Then benches/perf_table.py writes table.md. Knobs (environment):
 #   JOB=jobs/demo.toml  BENCH_OUT=target/bench-run/<UTC stamp>  PEER_LIMIT=64 (images the Python
@@ -61,6 +64,10 @@ log() { echo "bench: $*" >&2; }
 "$PY" benches/job_variant.py "$JOB" "$OUT/job-phase1.toml" 'perturbation.scope="none"'
 "$PY" benches/job_variant.py "$JOB" "$OUT/job-t1.toml" 'perturbation.scope="none"' run.torch_threads=1
 "$PY" benches/job_variant.py "$JOB" "$OUT/job-del.toml" 'perturbation.scope="subset"' "subset.top_fraction=$DEL_FRACTION"
+# shellcheck disable=SC2086 # REF_OVERRIDES is a list of arguments
+"$PY" benches/job_variant.py "$OUT/job-del.toml" "$OUT/job-del-ref.toml" ${REF_OVERRIDES:-}
+# shellcheck disable=SC2086
+"$PY" benches/job_variant.py "$JOB" "$OUT/job-ref.toml" ${REF_OVERRIDES:-}
 
 # The job's data, models, pairs and batch size, resolved as qcam resolves them.
 read -r DATA MODELS PAIRS BATCH FRACTION PBATCH < <("$PY" - "$JOB" <<'EOF'
@@ -149,7 +156,7 @@ grep "phase-1" "$OUT/floor.log" >&2
 # drifts over minutes when it is shared.
 if [ "${SKIP_DEL:-0}" != 1 ] && [ "$HAVE_REF" = 1 ]; then
   log "(b1) deletion/insertion before the speed-ups: reference models, $([ "$BASE" = "$QCAM" ] && echo "this qcam" || echo "$BASE_QCAM") → $OUT/rundel-ref"
-  timed rundel-ref "$BASE" run "$OUT/job-del.toml" --models "$REF" --overwrite --out "$OUT/rundel-ref" -w 1
+  timed rundel-ref "$BASE" run "$OUT/job-del-ref.toml" --models "$REF" --overwrite --out "$OUT/rundel-ref" -w 1
   tail -n 1 "$OUT/rundel-ref.log" >&2
 fi
 if [ "${SKIP_DEL:-0}" != 1 ]; then
@@ -173,7 +180,7 @@ if [ "${SKIP_JOB:-0}" != 1 ]; then
   tail -n 1 "$OUT/job.log" >&2
   if [ "$HAVE_REF" = 1 ]; then
     log "(b6) the whole job with the reference models → $OUT/jobref"
-    timed jobref "$BASE" run "$JOB" --models "$REF" --overwrite --out "$OUT/jobref"
+    timed jobref "$BASE" run "$OUT/job-ref.toml" --models "$REF" --overwrite --out "$OUT/jobref"
     tail -n 1 "$OUT/jobref.log" >&2
   fi
   if [ "${SKIP_PEER:-0}" != 1 ]; then
