@@ -4,7 +4,7 @@
 //! does not list (or an earlier key's, again) means the tar is not the one the index describes:
 //! every key not yet yielded when it is met fails, naming it, so it neither vanishes nor yields twice.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::{self, BufReader, Read};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
@@ -42,6 +42,35 @@ impl Shard {
             ShardSource::Tar(tar) => Inner::Tar(TarReader::open(&self.name, tar.clone(), fetch)),
         };
         ShardReader { inner }
+    }
+
+    /// Reads only the items of `keys` (keys the shard lacks are not yielded), in shard order, each
+    /// as [`Shard::open`] would: a folder shard reads just their files, and a tar shard stops
+    /// reading (and downloading) after the last of them. For re-reading a few images of a shard.
+    pub fn open_only(&self, keys: &HashSet<String>, fetch: &Fetcher) -> impl Iterator<Item = Result<Sample, ErrorRow>> {
+        let (mut reader, mut left) = match &self.source {
+            ShardSource::Files(entries) => {
+                let entries: Vec<Entry> = entries.iter().filter(|e| keys.contains(&e.image_id)).cloned().collect();
+                let left = entries.len();
+                (ShardReader { inner: Inner::Files { shard: self.name.clone(), entries: entries.into_iter() } }, left)
+            }
+            ShardSource::Tar(tar) => (self.open(fetch), tar.keys.iter().filter(|k| keys.contains(*k)).count()),
+        };
+        let keys = keys.clone();
+        std::iter::from_fn(move || {
+            while left > 0 {
+                let item = reader.next()?;
+                let key = match &item {
+                    Ok(sample) => &sample.image_id,
+                    Err(row) => &row.image_id,
+                };
+                if keys.contains(key) {
+                    left -= 1;
+                    return Some(item);
+                }
+            }
+            None
+        })
     }
 }
 

@@ -155,6 +155,31 @@ fn truncated_tar_yields_count_items_with_the_tail_as_errors() {
 }
 
 #[test]
+fn open_only_yields_the_wanted_keys_as_a_full_read_does() {
+    let (out, tar) = one_shard_of_six();
+    let bytes = std::fs::read(&tar).unwrap();
+    let fifth = bytes.windows(16).position(|w| w == b"FAKE-IMAGE-0004-").unwrap();
+    std::fs::write(&tar, &bytes[..fifth + 500]).unwrap();
+    let fetch = Fetcher::new().unwrap();
+    let shard = &Dataset::open(&config(out.path(), None, 100)).unwrap().shards[0];
+    let full: Vec<_> = shard.open(&fetch).collect();
+    let only = |keys: &[&str]| -> Vec<_> { shard.open_only(&keys.iter().map(|k| k.to_string()).collect(), &fetch).collect() };
+    // Before the cut: both read, nothing else yielded (the truncated tail is never reached).
+    assert_eq!(only(&[&key(2), &key(0), "not-in-the-shard"]), vec![full[0].clone(), full[2].clone()], "shard order");
+    // A listed label error and a key in the truncated tail fail as in a full read.
+    assert_eq!(only(&[&key(5), &key(1)]), vec![full[1].clone(), full[5].clone()]);
+    assert!(only(&["not-in-the-shard"]).is_empty());
+
+    // A folder shard: only the wanted files are read, each as a full read gives it.
+    let src = tempfile::tempdir().unwrap();
+    tiny_kaggle(src.path(), 6, 2000);
+    let folder = &Dataset::open(&config(src.path(), None, 100)).unwrap().shards[0];
+    let full: Vec<_> = folder.open(&fetch).collect();
+    let got: Vec<_> = folder.open_only(&[key(4), key(3)].into_iter().collect(), &fetch).collect();
+    assert_eq!(got, vec![full[3].clone(), full[4].clone()]);
+}
+
+#[test]
 fn corrupted_sample_fails_alone_on_its_digest() {
     let (out, tar) = one_shard_of_six();
     let mut bytes = std::fs::read(&tar).unwrap();
