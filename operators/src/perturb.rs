@@ -469,7 +469,7 @@ pub struct Seat {
 
 /// The deletion/insertion operator of one pair's branch. Jobs arrive once selection is final and go
 /// into the process's pool ([`Seat`]); each activation takes the next job of the pair that any
-/// worker of the process was dealt, loads its image (`load` returns one result per job) and yields
+/// worker of the process was dealt, loads its image and yields
 /// its two rows or one error row, so the workers of a process finish together and each stays
 /// responsive between jobs.
 pub fn perturb<'s, L>(
@@ -481,7 +481,7 @@ pub fn perturb<'s, L>(
     seat: Seat,
 ) -> StreamVec<'s, u64, Result<Vec<PerturbationRow>, ErrorRow>>
 where
-    L: FnMut(&[PerturbJob]) -> Vec<Result<Rc<Image>, ErrorRow>> + 'static,
+    L: FnMut(&PerturbJob) -> Result<Rc<Image>, ErrorRow> + 'static,
 {
     let scope = jobs.scope();
     jobs.unary_frontier(Pipeline, "Perturb", move |_cap, info| {
@@ -503,7 +503,7 @@ where
             match pool.take(branch, worker, *cap.time()) {
                 Next::Job(t, job) => {
                     let start = std::time::Instant::now();
-                    let image = load(std::slice::from_ref(&job)).pop().expect("one result per job");
+                    let image = load(&job);
                     let fail = |message: String| ErrorRow::new(&job.scored.image_id, &job.shard, Stage::Perturb, message).for_model(&job.model);
                     let rows = image.and_then(|im| perturb_image(&models, &im, &job, &cfg, blank.as_ref(), &time.forward_s).map_err(fail));
                     output.session(&cap.delayed(&t)).give(rows);

@@ -10,6 +10,10 @@
 //! process run the same models at the same time (libtorch's quantized engine is process-wide, and
 //! two branches under different engines would wait for each other).
 //!
+//! A branch's queue is kept in the jobs' own order (`T: Ord`) rather than the order they came in:
+//! deletion/insertion jobs sort by shard first, so the jobs of one shard are taken together and
+//! the shard is re-read once for all of them, not once per job.
+//!
 //! Across processes, jobs are dealt ahead of time as before; the pool only evens out the workers
 //! within one.
 
@@ -29,7 +33,7 @@ struct State<T> {
     holding: BTreeSet<(usize, usize)>,
 }
 
-impl<T> JobPool<T> {
+impl<T: Ord> JobPool<T> {
     pub fn new(branches: usize) -> Self {
         JobPool { state: Mutex::new(State { queues: (0..branches).map(|_| VecDeque::new()).collect(), holding: BTreeSet::new() }) }
     }
@@ -38,9 +42,13 @@ impl<T> JobPool<T> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Queues `jobs` of `branch` at `time`, in the order given.
+    /// Queues `jobs` of `branch` at `time`, each in its place by (time, job).
     pub fn put(&self, branch: usize, time: u64, jobs: impl IntoIterator<Item = T>) {
-        self.state().queues[branch].extend(jobs.into_iter().map(|j| (time, j)));
+        let q = &mut self.state().queues[branch];
+        for job in jobs {
+            let at = q.partition_point(|(t, j)| (*t, j) <= (time, &job));
+            q.insert(at, (time, job));
+        }
     }
 
     /// Says whether `worker`'s operator for `branch` holds a capability (and so may take jobs).
@@ -70,6 +78,11 @@ impl<T> JobPool<T> {
     /// Jobs of `branch` still queued.
     pub fn queued(&self, branch: usize) -> usize {
         self.state().queues[branch].len()
+    }
+
+    /// Calls `f` on every job still queued, of every branch.
+    pub fn for_each_queued(&self, f: impl FnMut(&T)) {
+        self.state().queues.iter().flatten().map(|(_, job)| job).for_each(f);
     }
 }
 
@@ -126,5 +139,24 @@ mod tests {
         pool.put(0, 0, ["a1"]);
         pool.put(1, 0, ["b2"]);
         assert_eq!(pool.take(1, 0, 0), Next::Job(0, "b2"), "worker 0 let go of branch 0");
+    }
+
+    #[test]
+    fn jobs_are_taken_in_their_own_order_within_a_time() {
+        // (shard, deal): the jobs of one shard come out together whatever order they were put in.
+        let pool = JobPool::new(1);
+        pool.put(0, 2, [("s1", 0), ("s0", 1)]);
+        pool.put(0, 1, [("s9", 5)]);
+        pool.put(0, 2, [("s1", 2), ("s0", 3)]);
+        let mut seen = Vec::new();
+        pool.for_each_queued(|j| seen.push(*j));
+        assert_eq!(seen, [("s9", 5), ("s0", 1), ("s0", 3), ("s1", 0), ("s1", 2)], "time first, then the job");
+        let taken: Vec<_> = std::iter::from_fn(|| match pool.take(0, 0, 2) {
+            Next::Job(_, j) => Some(j),
+            _ => None,
+        })
+        .collect();
+        assert_eq!(taken, [("s0", 1), ("s0", 3), ("s1", 0), ("s1", 2)]);
+        assert_eq!(pool.take(0, 0, 1), Next::Job(1, ("s9", 5)));
     }
 }

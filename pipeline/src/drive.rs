@@ -18,13 +18,14 @@ use timely::dataflow::operators::core::{Concat, Exchange as _, Inspect, Probe};
 use timely::dataflow::operators::vec::{Broadcast, Map};
 use timely::dataflow::{InputHandle, ProbeHandle};
 use timely::worker::Worker;
-use types::{ErrorRow, Image, ImageRow, PairRow, Sample, Stage, Variant, WorkerReport};
+use types::{ErrorRow, ImageRow, PairRow, Sample, Stage, Variant, WorkerReport};
 
 use crate::graph::{self, Loader, PairResources, Resources};
 use crate::ledger;
 use crate::models::Backend;
 use crate::plan::Plan;
 use crate::progress::{Failure, Progress};
+use crate::reread::Reread;
 use crate::sinks::{Parts, RecordShards, Written};
 
 /// What the workers of a process share.
@@ -40,6 +41,8 @@ pub struct Shared {
     pub notices: Arc<Mutex<Vec<Notice>>>,
     /// The deletion/insertion jobs of this process's workers, by pair.
     pub perturb_pool: Arc<JobPool<PerturbJob>>,
+    /// The images those jobs re-read, one shard at a time.
+    pub reread: Reread,
 }
 
 /// What reaches worker 0 at the end.
@@ -72,31 +75,31 @@ fn agree_on_finished(worker: &mut Worker, mine: &BTreeSet<String>) -> BTreeSet<S
     got.take()
 }
 
-/// Re-reads and decodes the images of one shard's jobs, for deletion/insertion.
+/// Re-reads and decodes a deletion/insertion job's image, through the process's [`Reread`]: the
+/// shard is read for every image its queued jobs want. A failure names the job's method, since
+/// each of an image's methods is a job of its own.
 fn loader(shared: Arc<Shared>, pre: types::Preprocess) -> Loader {
-    Box::new(move |jobs: &[PerturbJob]| {
+    Box::new(move |job: &PerturbJob| {
         let plan = &shared.plan;
-        let fail = |job: &PerturbJob, message: String| {
+        let fail = |message: String| {
+            let message = format!("{}: {message}", job.method.as_str());
             ErrorRow::new(&job.scored.image_id, &job.shard, Stage::Perturb, message).for_model(&job.model)
         };
-        let Some(shard) = jobs.first().and_then(|j| plan.dataset.shards.iter().find(|s| s.name == j.shard)) else {
-            return jobs.iter().map(|j| Err(fail(j, "shard is no longer listed".into()))).collect();
+        let shard = plan.dataset.shards.iter().find(|s| s.name == job.shard).ok_or_else(|| fail("shard is no longer listed".into()))?;
+        let wanted = || {
+            let mut ids = HashSet::new();
+            shared.perturb_pool.for_each_queued(|j| {
+                if j.shard == job.shard {
+                    ids.insert(j.scored.image_id.clone());
+                }
+            });
+            ids
         };
-        let wanted: HashSet<&str> = jobs.iter().map(|j| j.scored.image_id.as_str()).collect();
-        let mut samples: HashMap<String, Sample> = shard
-            .open(&plan.fetch)
-            .filter_map(Result::ok)
-            .filter(|s| wanted.contains(s.image_id.as_str()))
-            .map(|s| (s.image_id.clone(), s))
-            .collect();
-        jobs.iter()
-            .map(|j| match samples.remove(&j.scored.image_id) {
-                Some(s) => operators::decode::decode_sample(&s, &pre, plan.graph.max_pixels)
-                    .map(Rc::new)
-                    .map_err(|e| fail(j, format!("decode: {e}"))),
-                None => Err(fail(j, "image no longer readable from its shard".into())),
-            })
-            .collect::<Vec<Result<Rc<Image>, ErrorRow>>>()
+        let sample = shared
+            .reread
+            .sample(shard, &job.scored.image_id, wanted, &plan.fetch)
+            .map_err(|e| fail(format!("image no longer readable from its shard: {e}")))?;
+        operators::decode::decode_sample(&sample, &pre, plan.graph.max_pixels).map(Rc::new).map_err(|e| fail(format!("decode: {e}")))
     })
 }
 

@@ -40,8 +40,8 @@ use crate::ops::{AggregateRows, Decide, Decision, EpochUpdates};
 use crate::plan::{GraphPlan, PairPlan};
 use crate::sinks::{ByShard, Count, Parts, WriteParts, Written};
 
-/// Re-reads and decodes the images of a group of deletion/insertion jobs (one result per job).
-pub type Loader = Box<dyn FnMut(&[PerturbJob]) -> Vec<Result<Rc<Image>, ErrorRow>>>;
+/// Re-reads and decodes the image of a deletion/insertion job.
+pub type Loader = Box<dyn FnMut(&PerturbJob) -> Result<Rc<Image>, ErrorRow>>;
 
 /// One pair's effects, from the driver.
 pub struct PairResources {

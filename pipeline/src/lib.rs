@@ -17,6 +17,7 @@ pub mod peers;
 pub mod plan;
 pub mod progress;
 pub mod remote;
+pub mod reread;
 pub mod run;
 pub mod sinks;
 pub mod soak;

@@ -172,6 +172,7 @@ pub fn run(job_path: &Path, opts: &RunOptions, backend: Arc<dyn Backend>) -> Res
     let pairs = plan.pairs.len();
     let shared = Arc::new(Shared {
         perturb_pool: Arc::new(operators::pool::JobPool::new(pairs)),
+        reread: Default::default(),
         plan,
         backend: backend.clone(),
         progress: progress.clone(),

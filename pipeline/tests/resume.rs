@@ -146,6 +146,45 @@ fn changing_the_baselines_ends_with_the_job_as_now_written() {
 }
 
 #[test]
+fn an_image_gone_before_its_reread_fails_each_of_its_jobs_alone() {
+    let c = Case::new(0);
+    let data = c.path("data");
+    copy_dir(&sample_dir(), &data);
+    let job = c.job("job.toml", |s| s.data = data.clone());
+    let out = c.clean(&job, "out");
+    // Rank 2 of pair `fa`: no baseline rows yet (the top image of each pair has them).
+    let subset = canonical(&out, "subset");
+    let row = subset.iter().find(|r| r.starts_with("model=fa | ") && r.contains(" | rank=2 | ")).expect("rank 2 of fa");
+    let id = row.split(" | ").find_map(|f| f.strip_prefix("image_id=")).unwrap().to_string();
+    let before = canonical(&out, "perturbation");
+    // The pairs that will need its baselines: it is in their subset, without them so far.
+    let fresh = ["fa", "fb"]
+        .into_iter()
+        .filter(|p| subset.iter().any(|r| r.starts_with(&format!("model={p} | image_id={id} | "))))
+        .filter(|p| !before.iter().any(|r| r.starts_with(&format!("image_id={id} | model={p} | variant=float | method=gaussian | "))))
+        .count();
+    assert!(fresh >= 1);
+    let file = files(&data).into_iter().find(|f| f.ends_with(&format!("{id}.JPEG"))).expect("its image");
+    std::fs::remove_file(data.join(&file)).unwrap();
+
+    // Both baselines for every subset image: phase 1 and EigenCAM's rows are reused, the new
+    // orders re-read their images, and the one gone fails once per job, naming its order.
+    let all = with_perturbation(c.job("all.toml", |s| s.data = data.clone()), "baseline_share = 1.0");
+    let resumed = resume(&all, &out, &[]);
+    assert!(resumed.status.success(), "{}", stderr(&resumed));
+    let errors: Vec<String> = canonical(&out, "errors").into_iter().filter(|r| r.contains(&id)).collect();
+    assert_eq!(errors.len(), 2 * fresh, "{errors:?}");
+    assert!(errors.iter().all(|r| r.contains(" | stage=perturb | ")), "{errors:?}");
+    for method in ["gaussian", "random"] {
+        let named = errors.iter().filter(|r| r.contains(&format!("{method}: image no longer readable from its shard: no image file"))).count();
+        assert_eq!(named, fresh, "{method}: {errors:?}");
+        // 5 subset images × 2 pairs × 2 variants, less the image's two rows in each fresh pair.
+        assert_eq!(method_rows(&out, method), 20 - 2 * fresh, "{method}: every other image's rows are there");
+    }
+    assert_eq!(method_rows(&out, "eigencam"), 20, "EigenCAM's rows came from the first run");
+}
+
+#[test]
 fn append_computes_only_the_new_shards() {
     let c = Case::new(0);
     let half = c.job("half.toml", |s| s.limit = 50);
