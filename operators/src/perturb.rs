@@ -510,8 +510,9 @@ where
                     time.busy_s.set(time.busy_s.get() + start.elapsed().as_secs_f64());
                     activator.activate();
                 }
-                // This worker's jobs of an earlier pair first; ask again after them.
-                Next::EarlierBranch => activator.activate(),
+                // Another worker is still on an earlier pair this worker holds: look again shortly
+                // (each of its jobs takes seconds) rather than spin.
+                Next::EarlierBranch => activator.activate_after(std::time::Duration::from_millis(20)),
                 // Nothing to take: wait for more input, or let go once no more can come.
                 Next::Empty if frontier.frontier().is_empty() => {
                     held = None;

@@ -70,7 +70,7 @@ fn agree_on_finished(worker: &mut Worker, mine: &BTreeSet<String>) -> BTreeSet<S
     }
     input.close();
     while !probe.done() {
-        worker.step();
+        worker.step_or_park(Some(PARK));
     }
     got.take()
 }
@@ -190,13 +190,19 @@ fn resources(shared: &Arc<Shared>, me: usize, finished: &BTreeSet<String>, pertu
     })
 }
 
-/// Steps the worker until `done`, or until any worker of the process failed.
+/// How long an idle worker may sleep before it looks again at what no message announces (another
+/// worker's failure). Messages and activations wake it at once.
+const PARK: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// Steps the worker until `done`, or until any worker of the process failed. An idle worker parks
+/// rather than spins: a spinning worker held a core that libtorch, the shard reader or another
+/// process's worker wanted (15% of a phase-1 run's CPU samples were the scheduler's idle loop).
 fn step_until(worker: &mut Worker, failure: &Failure, mut done: impl FnMut() -> bool) -> Result<(), String> {
     while !done() {
         if let Some(e) = failure.get() {
             return Err(e);
         }
-        worker.step();
+        worker.step_or_park(Some(PARK));
     }
     failure.get().map_or(Ok(()), Err)
 }
@@ -293,7 +299,7 @@ pub fn run_worker(worker: &mut Worker, shared: &Arc<Shared>) -> Result<WorkerRep
     report.wall_s = start.elapsed().as_secs_f64();
     reports.send(Notice::Report(report.clone()));
     reports.close();
-    while worker.step() {
+    while worker.step_or_park(Some(PARK)) {
         if let Some(e) = shared.failure.get() {
             return Err(e);
         }
