@@ -43,9 +43,9 @@ pub const SCHEMA_VERSION: u32 = 2;
 /// free, the demo job's phase 1 (300 images, 2 workers; four interleaved A/B pairs) took 7.0–8.9 s
 /// of system time against 7.6–14.3 s, 123–165 k page faults against 172–242 k, and 40.9–43.3 s of
 /// wall (mean 42.1) against 40.2–49.0 s (mean 46.0), with the same peak RSS (1.13–1.28 GB against
-/// 1.18–1.33 GB). A soak trims
-/// before it reads RSS, so what it judges is unchanged. `MALLOC_MMAP_THRESHOLD_`,
-/// `MALLOC_TRIM_THRESHOLD_` or malloc `GLIBC_TUNABLES` the user set are kept.
+/// 1.18–1.33 GB). A soak trims before it reads RSS, so what it judges is unchanged.
+/// `MALLOC_MMAP_THRESHOLD_`, `MALLOC_TRIM_THRESHOLD_` or malloc `GLIBC_TUNABLES` the user set are
+/// kept.
 pub fn tune_allocator() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {

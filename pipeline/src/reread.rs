@@ -33,7 +33,7 @@ impl Reread {
                 keys.insert(image_id.to_string());
                 let samples: Samples = shard
                     .open_only(&keys, fetch)
-                    .map(|item| (item.as_ref().map_or_else(|e| e.image_id.clone(), |s| s.image_id.clone()), item))
+                    .map(|item| (sources::item_id(&item).to_string(), item))
                     .collect();
                 let item = samples.get(image_id).cloned();
                 *last = Some((shard.name.clone(), samples));

@@ -28,7 +28,7 @@ pub use index::{
     INDEX_VERSION,
 };
 pub use location::{is_url, Location};
-pub use read::ShardReader;
+pub use read::{item_id, ShardReader};
 pub use store::{StoreFolder, WRITABLE_SCHEMES};
 pub use write::{write_shards, Dimensions};
 

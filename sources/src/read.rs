@@ -60,17 +60,21 @@ impl Shard {
         std::iter::from_fn(move || {
             while left > 0 {
                 let item = reader.next()?;
-                let key = match &item {
-                    Ok(sample) => &sample.image_id,
-                    Err(row) => &row.image_id,
-                };
-                if keys.contains(key) {
+                if keys.contains(item_id(&item)) {
                     left -= 1;
                     return Some(item);
                 }
             }
             None
         })
+    }
+}
+
+/// The image id of a reader's item, read or failed: the key it was listed under.
+pub fn item_id(item: &Result<Sample, ErrorRow>) -> &str {
+    match item {
+        Ok(sample) => &sample.image_id,
+        Err(row) => &row.image_id,
     }
 }
 

@@ -78,10 +78,7 @@ fn pack_all(
 ) -> Result<(), DataError> {
     for shard in &dataset.shards {
         for item in shard.open(fetch) {
-            let image_id = match &item {
-                Ok(sample) => &sample.image_id,
-                Err(row) => &row.image_id,
-            };
+            let image_id = crate::read::item_id(&item);
             // Checked before any file is created for it: ids become member names.
             if !is_plain_name(image_id) {
                 return Err(DataError::Shard {
