@@ -22,8 +22,8 @@ pub enum ModelError {
     ReadManifest { file: PathBuf, source: std::io::Error },
     #[error("{file}: invalid manifest: {message}")]
     BadManifest { file: PathBuf, message: String },
-    #[error("pair `{name}`: {message}")]
-    BadEngine { name: String, message: String },
+    #[error("pair `{name}`: {source}")]
+    BadEngine { name: String, source: types::UnknownName },
     #[error("{manifest}: field `{field}`: model file {file} is missing")]
     MissingFile { manifest: PathBuf, field: String, file: PathBuf },
     #[error("{manifest}: field `{field}`: {file} does not match the manifest ({what}); refusing to load it")]
@@ -75,7 +75,7 @@ impl PairSpec {
     /// the pair `<name>` and runs its int8 model under that engine ([`PairSpec::under_engine`]).
     pub fn read(models_dir: &Path, name: &str) -> Result<PairSpec, ModelError> {
         if let Some((pair, engine)) = name.split_once('@') {
-            let engine = engine.parse().map_err(|message| ModelError::BadEngine { name: name.into(), message })?;
+            let engine = engine.parse().map_err(|source| ModelError::BadEngine { name: name.into(), source })?;
             return Ok(PairSpec::read(models_dir, pair)?.under_engine(engine));
         }
         let manifest_path = models_dir.join(name).join(MANIFEST_FILE);

@@ -6,6 +6,7 @@
 mod job;
 mod manifest;
 mod method;
+mod names;
 mod records;
 mod run;
 mod variant;
@@ -13,7 +14,8 @@ pub mod rng;
 
 pub use job::*;
 pub use manifest::*;
-pub use method::{Method, UnknownMethod};
+pub use method::Method;
+pub use names::UnknownName;
 pub use records::*;
 pub use run::*;
-pub use variant::{ByVariant, UnknownVariant, Variant};
+pub use variant::{ByVariant, Variant};

@@ -4,6 +4,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
+use crate::names::names;
 use crate::{Preprocess, Variant};
 use serde::{Deserialize, Serialize};
 
@@ -12,39 +13,12 @@ use serde::{Deserialize, Serialize};
 pub const MANIFEST_FORMAT: u32 = 2;
 const OLDEST_FORMAT: u32 = 1;
 
-/// Quantized kernels' backend. The weights are packed for one of them at load time.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Engine {
-    Qnnpack,
-    Fbgemm,
-    X86,
-}
-
-impl Engine {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Engine::Qnnpack => "qnnpack",
-            Engine::Fbgemm => "fbgemm",
-            Engine::X86 => "x86",
-        }
-    }
-}
-
-impl fmt::Display for Engine {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl std::str::FromStr for Engine {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Engine, String> {
-        [Engine::Qnnpack, Engine::Fbgemm, Engine::X86]
-            .into_iter()
-            .find(|e| e.as_str() == s)
-            .ok_or_else(|| format!("`{s}` is not a quantized engine (qnnpack, fbgemm or x86)"))
+names! {
+    /// Quantized kernels' backend. The weights are packed for one of them at load time.
+    pub enum Engine as "quantized engine" {
+        Qnnpack = "qnnpack",
+        Fbgemm = "fbgemm",
+        X86 = "x86",
     }
 }
 

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::names::names;
 use crate::{Method, Variant};
 
 /// An axis-aligned box with inclusive pixel corners, `x0 <= x1`, `y0 <= y1` (SPEC §1, §6).
@@ -208,43 +209,15 @@ pub struct AggregateRow {
     pub subset_mean_rmse: f64,
 }
 
-/// Where in the pipeline an image failed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Stage {
-    Label,
-    Read,
-    Decode,
-    Infer,
-    /// Deletion/insertion (§5), after selection.
-    Perturb,
-}
-
-impl Stage {
-    pub const ALL: [Stage; 5] = [Stage::Label, Stage::Read, Stage::Decode, Stage::Infer, Stage::Perturb];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Stage::Label => "label",
-            Stage::Read => "read",
-            Stage::Decode => "decode",
-            Stage::Infer => "infer",
-            Stage::Perturb => "perturb",
-        }
-    }
-}
-
-impl std::fmt::Display for Stage {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl std::str::FromStr for Stage {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Stage, String> {
-        Stage::ALL.into_iter().find(|st| st.as_str() == s).ok_or_else(|| format!("`{s}` is not a stage"))
+names! {
+    /// Where in the pipeline an image failed.
+    pub enum Stage as "stage" {
+        Label = "label",
+        Read = "read",
+        Decode = "decode",
+        Infer = "infer",
+        /// Deletion/insertion (§5), after selection.
+        Perturb = "perturb",
     }
 }
 

@@ -1,50 +1,20 @@
 //! The two sides of a model pair, and values held once per side.
 
-use std::fmt;
-use std::str::FromStr;
-
 use serde::{Deserialize, Serialize};
 
-/// Which side of a model pair. Written to every table as `float` or `quantized`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Variant {
-    Float,
-    Quantized,
+use crate::names::names;
+
+names! {
+    /// Which side of a model pair. Written to every table as `float` or `quantized`.
+    pub enum Variant as "variant" {
+        Float = "float",
+        Quantized = "quantized",
+    }
 }
 
 impl Variant {
-    pub const BOTH: [Variant; 2] = [Variant::Float, Variant::Quantized];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Variant::Float => "float",
-            Variant::Quantized => "quantized",
-        }
-    }
-}
-
-impl fmt::Display for Variant {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// A variant name that is neither `float` nor `quantized`.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("`{0}` is not a variant (float or quantized)")]
-pub struct UnknownVariant(pub String);
-
-impl FromStr for Variant {
-    type Err = UnknownVariant;
-
-    fn from_str(s: &str) -> Result<Variant, UnknownVariant> {
-        match s {
-            "float" => Ok(Variant::Float),
-            "quantized" => Ok(Variant::Quantized),
-            other => Err(UnknownVariant(other.to_string())),
-        }
-    }
+    /// Both sides, float first: [`Variant::ALL`] under the name that reads well at call sites.
+    pub const BOTH: [Variant; 2] = Variant::ALL;
 }
 
 /// One value per variant of a pair: `pair[Variant::Float]`.
@@ -108,7 +78,7 @@ mod tests {
             assert_eq!(v.to_string().parse::<Variant>(), Ok(v));
             assert_eq!(serde_json::to_string(&v).unwrap(), format!("\"{v}\""));
         }
-        assert_eq!("int8".parse::<Variant>(), Err(UnknownVariant("int8".into())));
+        assert_eq!("int8".parse::<Variant>().unwrap_err().to_string(), "`int8` is not a variant (float or quantized)");
         assert!("Float".parse::<Variant>().is_err());
     }
 
