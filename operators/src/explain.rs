@@ -35,32 +35,15 @@ pub struct Explained {
     pub wsol: Vec<WsolRow>,
 }
 
-thread_local! {
-    /// The last Gaussian baseline map made on this thread, by (crop, σ): every image of a run
-    /// uses the same one.
-    static GAUSSIAN: std::cell::RefCell<Option<((usize, u64), std::rc::Rc<Vec<f32>>)>> = const { std::cell::RefCell::new(None) };
-}
-
-fn gaussian_map(crop: usize, sigma: f64) -> std::rc::Rc<Vec<f32>> {
-    GAUSSIAN.with_borrow_mut(|cache| match cache {
-        Some((key, map)) if *key == (crop, sigma.to_bits()) => map.clone(),
-        _ => cache.insert(((crop, sigma.to_bits()), std::rc::Rc::new(baselines::gaussian_map(crop, sigma)))).1.clone(),
-    })
-}
-
 /// The `wsol` rows of one image: each variant's EigenCAM localization and the baselines', which
 /// depend on the image only through its boxes (and on the variant only through top-1 loc).
-fn wsol_rows(images: &[ImageRow; 2], cfg: &ExplainConfig, boxes: &[types::BoxXyxy]) -> Vec<WsolRow> {
-    let gaussian = baselines::gaussian_localization(&gaussian_map(cfg.crop, cfg.gaussian_sigma), cfg.crop, boxes, cfg.wsol_threshold);
+fn wsol_rows(images: &[ImageRow; 2], own: [&Localization; 2], cfg: &ExplainConfig, boxes: &[types::BoxXyxy]) -> Vec<WsolRow> {
+    let g = baselines::gaussian(cfg.crop, cfg.gaussian_sigma);
+    let gaussian = baselines::gaussian_localization(&g.map, cfg.crop, boxes, cfg.wsol_threshold);
     let full = baselines::full_localization(cfg.crop, boxes);
     let mut rows = Vec::with_capacity(6);
-    for image in images {
-        let own = Localization {
-            bbox: types::BoxXyxy::new(image.bbox[0], image.bbox[1], image.bbox[2], image.bbox[3]),
-            iou: image.iou,
-            iou_curve: image.iou_curve.clone(),
-        };
-        for (method, loc) in [(Method::EigenCam, &own), (Method::Gaussian, &gaussian), (Method::Full, &full)] {
+    for (image, own) in images.iter().zip(own) {
+        for (method, loc) in [(Method::EigenCam, own), (Method::Gaussian, &gaussian), (Method::Full, &full)] {
             rows.push(WsolRow {
                 image_id: image.image_id.clone(),
                 shard: image.shard.clone(),
@@ -118,7 +101,7 @@ pub fn explain(inf: &Inferred, cfg: &ExplainConfig) -> Explained {
         let loc = wsol::localize(&cam.cam, cfg.crop, &inf.meta.boxes, cfg.wsol_threshold);
         let st = stats::act_stats(&out.act, grid);
         let [_, h, w] = out.act_shape;
-        ImageRow {
+        let image = ImageRow {
             image_id: inf.meta.image_id.clone(),
             shard: inf.meta.shard.clone(),
             label,
@@ -133,7 +116,7 @@ pub fn explain(inf: &Inferred, cfg: &ExplainConfig) -> Explained {
             cam: cam.cam_lo.clone(),
             bbox: loc.bbox.to_array(),
             iou: loc.iou,
-            iou_curve: loc.iou_curve,
+            iou_curve: loc.iou_curve.clone(),
             act_mean: st.mean,
             act_std: st.std,
             act_sparsity: st.sparsity,
@@ -141,10 +124,13 @@ pub fn explain(inf: &Inferred, cfg: &ExplainConfig) -> Explained {
             act_hist: st.hist,
             infer_ms: out.infer_ms,
             cam_ms,
-        }
+        };
+        (image, loc)
     };
-    let images = [row(Variant::Float, &cam_f, ms_f), row(Variant::Quantized, &cam_q, ms_q)];
-    let wsol = wsol_rows(&images, cfg, &inf.meta.boxes);
+    let (float, loc_f) = row(Variant::Float, &cam_f, ms_f);
+    let (quantized, loc_q) = row(Variant::Quantized, &cam_q, ms_q);
+    let images = [float, quantized];
+    let wsol = wsol_rows(&images, [&loc_f, &loc_q], cfg, &inf.meta.boxes);
     Explained { images, pair, wsol }
 }
 
