@@ -5,7 +5,8 @@
 Reads what the script wrote there: `run1/` (qcam, 1 process × 1 worker, and its `run1.time`, GNU
 time -v), `floor.json` (benches/floor.rs), `peer.json` (benches/peer/pipeline.py), `spawn2/` (2
 processes × 1 worker), `run1200.time` (the 1,200-image run), `lscpu.txt`, `load.txt`; for the
-forward speed-ups (issue 14) `floor-compare.json`, `rundel-ref/`, `job/`, `jobref/`, `peerjob.json`.
+forward speed-ups (issue 14) `floor-compare.json`, `rundel-ref/`, `job/`, `jobref/`, `peerjob.json`
+(the peer on qcam's optimized files) and `peerjob-asexp.json` (the peer on the files as exported).
 Every ratio is between numbers measured in that one invocation.
 """
 import glob
@@ -197,14 +198,22 @@ if ref_rows and pert_rows and stage:
                  f"{after / before:.2f} ({after:.2f} s vs {before:.2f} s)", "≤ 0.65", after / before <= 0.65,
                  f"`rundel` against `rundel-ref` just before it: the same job and images ({len(pert_rows)} rows), "
                  "the reference export (traced float files, fbgemm PTQ) and, when given, the code before"))
-job, jobref, peerjob = run_record("job"), run_record("jobref"), load("peerjob.json")
-if job and peerjob:
-    w = wall(job)
-    rows.append(("the whole job end to end, Python peer / qcam", f"{peerjob['job_s'] / w:.1f}× ({peerjob['job_s']:.0f} s vs {w:.0f} s)",
-                 "≥ 4×", peerjob["job_s"] / w >= 4,
-                 f"the bench's job as a user runs it (phase 1 on {peerjob['images']} images, then deletion/insertion of "
-                 f"each pair's top {peerjob['subset_fraction']} by RMSE, {job[0]['job']['perturbation']['steps']} steps), "
-                 "qcam's run.json wall against the peer doing the same (benches/peer/pipeline.py --subset-fraction)"))
+job, jobref = run_record("job"), run_record("jobref")
+# The peer runs EigenCAM's pixel orders only; `jobpw` is the job without the baseline orders, the
+# same work. Without it the ratio counts qcam's baseline rows against it.
+jobpw = run_record("jobpw")
+same_work = jobpw or job
+for peer_file, whose in [("peerjob.json", "on qcam's own optimized files"), ("peerjob-asexp.json", "on the files as exported")]:
+    peerjob = load(peer_file)
+    if same_work and peerjob:
+        w = wall(same_work)
+        rows.append((f"the whole job end to end, Python peer {whose} / qcam",
+                     f"{peerjob['job_s'] / w:.1f}× ({peerjob['job_s']:.0f} s vs {w:.0f} s)", "≥ 4×", peerjob["job_s"] / w >= 4,
+                     f"the bench's job (phase 1 on {peerjob['images']} images, then deletion/insertion of "
+                     f"each pair's top {peerjob['subset_fraction']} by RMSE, {same_work[0]['job']['perturbation']['steps']} steps"
+                     + ("; EigenCAM's orders only, as the peer: `jobpw`" if jobpw else "; qcam also runs the baseline orders")
+                     + f"), qcam's run.json wall against the peer doing the same ({peer_file}: benches/peer/pipeline.py "
+                     "--subset-fraction)"))
 if job and jobref:
     rows.append(("the whole job, qcam after / before the forward speed-ups", f"{wall(job) / wall(jobref):.2f} "
                  f"({wall(job):.0f} s vs {wall(jobref):.0f} s)", "—", None,

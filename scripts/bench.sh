@@ -31,7 +31,10 @@
 #            right before rundel
 #   job, peerjob  the whole job (phase 1 and deletion/insertion, the job's own layout, subset,
 #            steps and batch) by qcam and by the Python peer end to end; jobref: the same job
-#            with the reference models (by BASE_QCAM when set)
+#            with the reference models (by BASE_QCAM when set); peerjob-asexp: the peer on the
+#            reference models (the files as exported), the Python pipeline a user ran before
+#   jobpw    the job without the baseline pixel orders (the peer runs EigenCAM's only): the
+#            qcam side of the whole-job ratios
 #   REF_OVERRIDES  job_variant.py arguments for the reference runs only (rundel-ref, jobref): an
 #            older BASE_QCAM refuses settings it does not know (`-baselines -perturbation.baselines
 #            ...`), and the job as it was shipped may differ (`perturbation.batch_size=32`)
@@ -40,8 +43,8 @@
 #   JOB=jobs/demo.toml  BENCH_OUT=target/bench-run/<UTC stamp>  PEER_LIMIT=64 (images the Python
 #   peer runs; it is several times slower)  PERTURB_IMAGES=1 (per pair and variant, floor and peer)
 #   PERTURB_BATCHES=8,16 (batch sizes the floor also times the deletion/insertion kernel at)
-#   PHASE1_REPS=3  DEL_FRACTION=0.01  REFERENCE_MODELS  BASE_QCAM  SKIP_JOB=1 (no job, jobref,
-#   peerjob)  SKIP_1200=1  SKIP_PEER=1  SKIP_DEL=1  SKIP_SCALING=1 (no
+#   PHASE1_REPS=3  DEL_FRACTION=0.01  REFERENCE_MODELS  BASE_QCAM  SKIP_JOB=1 (no job, jobpw, jobref,
+#   peerjob, peerjob-asexp)  SKIP_1200=1  SKIP_PEER=1  SKIP_DEL=1  SKIP_SCALING=1 (no
 #   run1t1, no floor-t1*)  SKIP_OMP=1 (no run1p)  SKIP_THP=1 (no run1nothp)  PERF=1 (also record a
 #   `perf` profile of run1 when perf works)
 set -euo pipefail
@@ -64,6 +67,8 @@ log() { echo "bench: $*" >&2; }
 "$PY" benches/job_variant.py "$JOB" "$OUT/job-phase1.toml" 'perturbation.scope="none"'
 "$PY" benches/job_variant.py "$JOB" "$OUT/job-t1.toml" 'perturbation.scope="none"' run.torch_threads=1
 "$PY" benches/job_variant.py "$JOB" "$OUT/job-del.toml" 'perturbation.scope="subset"' "subset.top_fraction=$DEL_FRACTION"
+# The job with only EigenCAM's pixel orders: the work the Python peer does.
+"$PY" benches/job_variant.py "$JOB" "$OUT/job-peerwork.toml" 'perturbation.baselines=[]'
 # shellcheck disable=SC2086 # REF_OVERRIDES is a list of arguments
 "$PY" benches/job_variant.py "$OUT/job-del.toml" "$OUT/job-del-ref.toml" ${REF_OVERRIDES:-}
 # shellcheck disable=SC2086
@@ -178,6 +183,9 @@ if [ "${SKIP_JOB:-0}" != 1 ]; then
   log "(b5) the whole job: qcam → $OUT/job"
   timed job "$QCAM" run "$JOB" --overwrite --out "$OUT/job"
   tail -n 1 "$OUT/job.log" >&2
+  log "(b5b) the same job with EigenCAM's pixel orders only, the peer's work → $OUT/jobpw"
+  timed jobpw "$QCAM" run "$OUT/job-peerwork.toml" --overwrite --out "$OUT/jobpw"
+  tail -n 1 "$OUT/jobpw.log" >&2
   if [ "$HAVE_REF" = 1 ]; then
     log "(b6) the whole job with the reference models → $OUT/jobref"
     timed jobref "$BASE" run "$OUT/job-ref.toml" --models "$REF" --overwrite --out "$OUT/jobref"
@@ -189,6 +197,16 @@ if [ "${SKIP_JOB:-0}" != 1 ]; then
       --batch "$BATCH" --subset-fraction "$FRACTION" --perturb-batch "$PBATCH" --out "$OUT/peerjob.json" \
       --parquet "$OUT/peerjob-tables"
     tail -n 1 "$OUT/peerjob.log" >&2
+    if [ "$HAVE_REF" = 1 ]; then
+      # The peer: the Python pipeline on the files as they were exported before qcam's
+      # forward speed-ups (traced float, NCHW), which is what a user of it runs; the run above
+      # gives the peer qcam's own optimized files, so it isolates the pipeline around the forwards.
+      log "(b8) the whole job: Python peer on the files as exported → $OUT/peerjob-asexp.json"
+      timed peerjob-asexp "$PY" benches/peer/pipeline.py --data "$DATA" --models "$REF" --pairs "$PAIRS" --threads "$THREADS" \
+        --batch "$BATCH" --subset-fraction "$FRACTION" --perturb-batch "$PBATCH" --out "$OUT/peerjob-asexp.json" \
+        --parquet "$OUT/peerjob-asexp-tables"
+      tail -n 1 "$OUT/peerjob-asexp.log" >&2
+    fi
   fi
 fi
 
