@@ -28,7 +28,8 @@
 //! `--reference-models DIR` (an export of the same pairs as they were exported before the forward
 //! speed-ups: `exporter/export.py --plain --ptq-engine fbgemm`, `make models-asexported`): on the
 //! first `--compare-images` images, each model's bare forward three ways, interleaved rep by rep
-//! (best of `--compare-reps`): the reference file as exported (plain `torch.jit.load`, NCHW input,
+//! (best of `--compare-reps`, 7, and the median of the reps' ratios, each rep's two forwards run
+//! back to back): the reference file as exported (plain `torch.jit.load`, NCHW input,
 //! its manifest's engine), the current file loaded plainly with channels_last input (for float:
 //! frozen + channels_last) and the current file as qcam loads it (its manifest's load pass: frozen +
 //! channels_last + `optimize_for_inference`). The phase-1 floor above is the last of these.
@@ -90,7 +91,7 @@ fn parse_args() -> Result<Args> {
         skip_phase1: false,
         reference_models: None,
         compare_images: 64,
-        compare_reps: 3,
+        compare_reps: 7,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -180,6 +181,10 @@ struct ForwardCompare {
     frozen_cl_ms: f64,
     /// The current file as qcam loads and feeds it.
     optimized_ms: f64,
+    /// as qcam loads it / as exported, per rep (the two run back to back), sorted: their median
+    /// is the ratio to judge, since the machine's speed drifts between reps by more than the
+    /// difference between the best reps.
+    rep_ratios: Vec<f64>,
     engine: Option<Engine>,
     /// The current file's outputs against the reference export's.
     top1_agree: f64,
@@ -610,15 +615,19 @@ fn compare_forwards(
             run(m)?; // warm-up: first-call allocations, the profiling executor's first runs
         }
         let mut best = [f64::INFINITY; 3];
+        let mut rep_ratios = Vec::with_capacity(reps);
         let mut logits = Vec::new();
         for _ in 0..reps {
             logits.clear();
-            for (b, m) in best.iter_mut().zip(&models) {
-                let (s, l) = run(m)?;
-                *b = b.min(s);
+            let mut secs = [0.0; 3];
+            for ((b, s), m) in best.iter_mut().zip(&mut secs).zip(&models) {
+                let (t, l) = run(m)?;
+                (*b, *s) = (b.min(t), t);
                 logits.push(Tensor::cat(&l, 0));
             }
+            rep_ratios.push(secs[2] / secs[0]);
         }
+        rep_ratios.sort_by(f64::total_cmp);
         let n = at as f64;
         let agree = logits[0].argmax(1, false).eq_tensor(&logits[2].argmax(1, false)).to_kind(Kind::Float).mean(Kind::Float);
         let ms = |s: f64| 1e3 * s / n;
@@ -630,25 +639,36 @@ fn compare_forwards(
             as_exported_engine: models[0].1,
             frozen_cl_ms: ms(best[1]),
             optimized_ms: ms(best[2]),
+            rep_ratios,
             engine: models[2].1,
             top1_agree: agree.double_value(&[]),
             max_abs_dlogit: (&logits[0] - &logits[2]).abs().max().double_value(&[]) as f32,
         };
         eprintln!(
-            "floor: {} {}: as exported {:.1} ms/image, plain + channels_last {:.1}, as qcam loads it {:.1} (×{:.2}); \
-             top-1 agreement {:.3}, max |Δlogit| {:.2e}",
+            "floor: {} {}: as exported {:.1} ms/image, plain + channels_last {:.1}, as qcam loads it {:.1} (best ×{:.2}, \
+             median of {} paired reps ×{:.2}, range {:.2}–{:.2}); top-1 agreement {:.3}, max |Δlogit| {:.2e}",
             c.pair,
             c.variant,
             c.as_exported_ms,
             c.frozen_cl_ms,
             c.optimized_ms,
             c.optimized_ms / c.as_exported_ms,
+            c.rep_ratios.len(),
+            median(&c.rep_ratios),
+            c.rep_ratios[0],
+            c.rep_ratios[c.rep_ratios.len() - 1],
             c.top1_agree,
             c.max_abs_dlogit
         );
         out.push(c);
     }
     Ok(out)
+}
+
+/// The median of sorted, non-empty `v`.
+fn median(v: &[f64]) -> f64 {
+    let m = v.len() / 2;
+    if v.len() % 2 == 1 { v[m] } else { (v[m - 1] + v[m]) / 2.0 }
 }
 
 fn write_out(p: &Path, json: &str) -> Result<()> {
