@@ -53,24 +53,22 @@ pub fn gaussian_localization(map: &[f32], crop: usize, gt: &[BoxXyxy], threshold
     wsol::localize(map, crop, gt, threshold)
 }
 
-/// The centred Gaussian's deletion/insertion order: most central first, ties by row-major index.
-pub fn gaussian_order(crop: usize, sigma: f64) -> Vec<u32> {
-    pixel_order(&gaussian_map(crop, sigma))
-}
-
-/// The centred Gaussian baseline of one (crop, σ): its map (WSOL) and its pixel order
-/// (deletion/insertion).
+/// The centred Gaussian baseline of one (crop, σ): its map (WSOL) and its deletion/insertion
+/// order, most central first, ties by row-major index.
 #[derive(Debug, PartialEq)]
 pub struct Gaussian {
     pub map: Vec<f32>,
-    pub order: Rc<[u32]>,
+    pub order: Vec<u32>,
 }
 
 thread_local! {
     /// The last Gaussian made on this thread: every image of a run uses the same one, so WSOL and
     /// deletion/insertion share it rather than each rebuild and sort 50 k pixels per image.
-    static GAUSSIAN: RefCell<Option<((usize, u64), Rc<Gaussian>)>> = const { RefCell::new(None) };
+    static GAUSSIAN: RefCell<Option<(GaussianKey, Rc<Gaussian>)>> = const { RefCell::new(None) };
 }
+
+/// (crop, σ's bits): what a cached [`Gaussian`] was made for.
+type GaussianKey = (usize, u64);
 
 /// The Gaussian baseline for (`crop`, `sigma`), made once per thread.
 pub fn gaussian(crop: usize, sigma: f64) -> Rc<Gaussian> {
@@ -79,7 +77,7 @@ pub fn gaussian(crop: usize, sigma: f64) -> Rc<Gaussian> {
         Some((k, g)) if *k == key => g.clone(),
         _ => {
             let map = gaussian_map(crop, sigma);
-            let order = pixel_order(&map).into();
+            let order = pixel_order(&map);
             cache.insert((key, Rc::new(Gaussian { map, order }))).1.clone()
         }
     })
@@ -122,7 +120,8 @@ mod tests {
     #[test]
     fn the_shared_gaussian_is_the_map_and_order_made_alone_and_follows_its_key() {
         let a = gaussian(6, 0.25);
-        assert_eq!((a.map.as_slice(), &*a.order), (gaussian_map(6, 0.25).as_slice(), gaussian_order(6, 0.25).as_slice()));
+        let map = gaussian_map(6, 0.25);
+        assert_eq!((&a.map, &a.order), (&map, &pixel_order(&map)));
         assert!(Rc::ptr_eq(&a, &gaussian(6, 0.25)), "the same key is made once");
         let b = gaussian(6, 0.3);
         assert_eq!(b.map, gaussian_map(6, 0.3), "another σ is another map");
@@ -131,7 +130,7 @@ mod tests {
 
     #[test]
     fn the_gaussian_order_starts_central_and_breaks_ties_by_index() {
-        let order = gaussian_order(4, 0.3);
+        let order = &gaussian(4, 0.3).order;
         assert_eq!(&order[..4], &[5, 6, 9, 10]);
         assert_eq!(&order[12..], &[0, 3, 12, 15]);
     }

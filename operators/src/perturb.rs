@@ -403,21 +403,28 @@ pub fn perturb_image(
     forward_s: &std::cell::Cell<f64>,
 ) -> Result<Vec<PerturbationRow>, String> {
     let method = job.method;
-    let shared: Option<std::rc::Rc<[u32]>> = match method {
+    let (gaussian, random);
+    let shared: Option<&[u32]> = match method {
         Method::EigenCam => None,
-        Method::Gaussian => Some(baselines::gaussian(cfg.crop, cfg.gaussian_sigma).order.clone()),
-        Method::Random => Some(baselines::random_order(cfg.crop * cfg.crop, cfg.seed, &image.image_id).into()),
+        Method::Gaussian => {
+            gaussian = baselines::gaussian(cfg.crop, cfg.gaussian_sigma);
+            Some(&gaussian.order)
+        }
+        Method::Random => {
+            random = baselines::random_order(cfg.crop * cfg.crop, cfg.seed, &image.image_id);
+            Some(&random)
+        }
         Method::Full => return Err("the whole-crop box has no pixel order".into()),
     };
     let row = |variant: Variant| -> Result<PerturbationRow, String> {
         let score = job.scored.variant(variant);
         let target = usize::try_from(score.target).map_err(|_| format!("{} has no top-1 class", variant.as_str()))?;
         let own;
-        let order = match &shared {
-            Some(order) => &order[..],
+        let order = match shared {
+            Some(order) => order,
             None => {
                 own = pixel_order(&cam_full(&score.cam_lo(), score.cam_h as usize, score.cam_w as usize, cfg.crop));
-                &own[..]
+                &own
             }
         };
         let model = models.get(variant);

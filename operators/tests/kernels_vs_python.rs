@@ -15,7 +15,7 @@ use std::sync::OnceLock;
 use operators::compare::{flipped_cam, pearson, rmse};
 use operators::eigencam::{cam_full, cam_lo, eigencam, principal_projection, upsample_bilinear, SignPolicy};
 use operators::stats::{act_stats, dice, QGrid};
-use operators::baselines::{full_localization, gaussian_localization, gaussian_map, gaussian_order, random_order};
+use operators::baselines::{full_localization, gaussian, gaussian_localization, gaussian_map, random_order};
 use operators::wsol::{components, localize, max_box_acc_v2, CURVE_LEN};
 use types::BoxXyxy;
 use serde_json::Value;
@@ -272,7 +272,7 @@ fn baselines_match_numpy_and_cv2() {
         let map = gaussian_map(crop, sigma);
         assert_eq!(max_abs_diff(&map, &want_map), 0.0, "{name}: map");
         let (want_order, _) = r.array(&format!("{name}_order"));
-        let order: Vec<f32> = gaussian_order(crop, sigma).iter().map(|&i| i as f32).collect();
+        let order: Vec<f32> = gaussian(crop, sigma).order.iter().map(|&i| i as f32).collect();
         assert_eq!(order, want_order, "{name}: stable descending order");
         for (k, c) in case["cases"].as_array().unwrap().iter().enumerate() {
             let gt = boxes(&c["gt"]);
