@@ -627,7 +627,7 @@ fn compare_forwards(
             }
             rep_ratios.push(secs[2] / secs[0]);
         }
-        rep_ratios.sort_by(f64::total_cmp);
+        let median_ratio = pipeline::soak::median(&mut rep_ratios);
         let n = at as f64;
         let agree = logits[0].argmax(1, false).eq_tensor(&logits[2].argmax(1, false)).to_kind(Kind::Float).mean(Kind::Float);
         let ms = |s: f64| 1e3 * s / n;
@@ -654,7 +654,7 @@ fn compare_forwards(
             c.optimized_ms,
             c.optimized_ms / c.as_exported_ms,
             c.rep_ratios.len(),
-            median(&c.rep_ratios),
+            median_ratio,
             c.rep_ratios[0],
             c.rep_ratios[c.rep_ratios.len() - 1],
             c.top1_agree,
@@ -663,12 +663,6 @@ fn compare_forwards(
         out.push(c);
     }
     Ok(out)
-}
-
-/// The median of sorted, non-empty `v`.
-fn median(v: &[f64]) -> f64 {
-    let m = v.len() / 2;
-    if v.len() % 2 == 1 { v[m] } else { (v[m - 1] + v[m]) / 2.0 }
 }
 
 fn write_out(p: &Path, json: &str) -> Result<()> {

@@ -83,7 +83,8 @@ pub fn soak_rss_verdict(rss_kb: &[u64]) -> Result<(), String> {
     Ok(())
 }
 
-fn median(v: &mut [f64]) -> f64 {
+/// The median of non-empty `v`, which it leaves sorted.
+pub fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
     let m = v.len() / 2;
     if v.len() % 2 == 1 { v[m] } else { (v[m - 1] + v[m]) / 2.0 }
