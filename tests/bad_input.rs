@@ -259,6 +259,15 @@ fn two_pairs(dir: &Path) -> PathBuf {
     models
 }
 
+/// The corpus job over both pairs of `two_pairs`, written into `dir`: (job file, output folder).
+fn two_pair_job(dir: &Path) -> (PathBuf, PathBuf) {
+    let models = two_pairs(dir);
+    let out = dir.join("out");
+    let job = dir.join("job.toml");
+    std::fs::write(&job, job_text(&corpus().data, &models, &[MOBILENET, TINY], &out)).unwrap();
+    (job, out)
+}
+
 /// One (image, pair) outcome as the tables show it.
 #[derive(Debug, Default)]
 struct Seen {
@@ -395,12 +404,8 @@ fn corpus_images_are_what_they_claim_and_decode_like_pillow() {
 
 #[test]
 fn image_problems_become_error_rows_and_the_run_goes_on() {
-    let c = corpus();
     let tmp = tempfile::tempdir().unwrap();
-    let models = two_pairs(tmp.path());
-    let out = tmp.path().join("out");
-    let job = tmp.path().join("job.toml");
-    std::fs::write(&job, job_text(&c.data, &models, &[MOBILENET, TINY], &out)).unwrap();
+    let (job, out) = two_pair_job(tmp.path());
     let result = run_job(&job);
     assert!(result.status.success(), "qcam run failed:\n{}", stderr(&result));
     check_run(&out, &[MOBILENET, TINY], folder_outcome);
@@ -546,12 +551,8 @@ fn job_problems_stop_the_run_before_any_work() {
 /// folder: every (image, pair) of both processes' shards, once, as rows or errors.
 #[test]
 fn a_cluster_run_counts_the_whole_folder() {
-    let c = corpus();
     let tmp = tempfile::tempdir().unwrap();
-    let models = two_pairs(tmp.path());
-    let out = tmp.path().join("out");
-    let job = tmp.path().join("job.toml");
-    std::fs::write(&job, job_text(&c.data, &models, &[MOBILENET, TINY], &out)).unwrap();
+    let (job, out) = two_pair_job(tmp.path());
     let result = qcam(&["spawn".as_ref(), "-n".as_ref(), "2".as_ref(), "--".as_ref(), "run".as_ref(), job.as_os_str()]);
     assert!(result.status.success(), "qcam spawn failed:\n{}", stderr(&result));
     assert!(!out.join("run.process-1.json").exists());

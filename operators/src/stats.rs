@@ -73,10 +73,11 @@ pub fn act_stats(act: &[f32], grid: QGrid) -> ActStats {
 }
 
 /// Dice overlap of two histograms: `Σ_b 2·min(h1_b, h2_b) / (Σ h1 + Σ h2)`; 0 when both are empty.
-pub fn dice(h1: &[f32], h2: &[f32]) -> f64 {
+/// Summed in f64 whether the bins are an image's f32 histogram or the report's f64 means.
+pub fn dice<T: Copy + Into<f64>>(h1: &[T], h2: &[T]) -> f64 {
     assert_eq!(h1.len(), h2.len(), "dice of histograms with {} and {} bins", h1.len(), h2.len());
-    let num: f64 = h1.iter().zip(h2).map(|(&a, &b)| 2.0 * (a.min(b) as f64)).sum();
-    let den: f64 = h1.iter().chain(h2).map(|&a| a as f64).sum();
+    let num: f64 = h1.iter().zip(h2).map(|(&a, &b)| 2.0 * a.into().min(b.into())).sum();
+    let den: f64 = h1.iter().chain(h2).map(|&a| a.into()).sum();
     if den > 0.0 {
         num / den
     } else {

@@ -3,6 +3,7 @@
 //! point of its interval (`bootstrap.rs`). Pure; the I/O that fills `ImageEntry` is in
 //! `collect.rs`.
 
+use operators::stats::dice;
 use operators::wsol::{top1_loc, BoxAccCounts, CURVE_LEN, IOU_DELTAS};
 use std::collections::BTreeMap;
 
@@ -372,19 +373,6 @@ impl Resampled for DiceOfMeans<'_> {
     }
 }
 
-/// Dice of two mean histograms (SPEC §7): `Σ_b 2·min(h1_b, h2_b) / (Σ h1 + Σ h2)`, 0 when both are
-/// empty. The same formula as `operators::stats::dice`, on the f64 means the report holds.
-pub fn dice(h1: &[f64], h2: &[f64]) -> f64 {
-    assert_eq!(h1.len(), h2.len(), "dice of histograms with {} and {} bins", h1.len(), h2.len());
-    let num: f64 = h1.iter().zip(h2).map(|(&a, &b)| 2.0 * a.min(b)).sum();
-    let den: f64 = h1.iter().chain(h2).sum();
-    if den > 0.0 {
-        num / den
-    } else {
-        0.0
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -421,7 +409,7 @@ mod tests {
     }
 
     #[test]
-    fn dice_hand_computed_and_as_the_operator_defines_it() {
+    fn dice_hand_computed_on_means_and_on_f32_histograms() {
         // min = (0.5, 0.25, 0) → 2·0.75 / (1 + 1) = 0.75.
         let (a, b) = ([0.5, 0.5, 0.0], [0.75, 0.25, 0.0]);
         assert!((dice(&a, &b) - 0.75).abs() < 1e-15);
@@ -430,10 +418,9 @@ mod tests {
         assert_eq!(dice(&[0.0; 4], &[0.0; 4]), 0.0);
         // Unequal mass: 2·min(0.2, 0.6) / (0.2 + 0.6 + 0.4) = 0.4 / 1.2.
         assert!((dice(&[0.2, 0.0], &[0.6, 0.4]) - 1.0 / 3.0).abs() < 1e-15);
+        // The same bins as f32 (an image's histogram) and as f64 (the report's means).
         let f32s = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<_>>();
-        let ours = dice(&a, &b);
-        let theirs = operators::stats::dice(&f32s(&a), &f32s(&b));
-        assert!((ours - theirs).abs() < 1e-7, "{ours} vs {theirs}");
+        assert_eq!(dice(&f32s(&a), &f32s(&b)), 0.75);
         // Of two images' means: float (1, 0) and (0, 1) → (0.5, 0.5); int8 (1, 0) twice → Dice 0.5.
         let (x, y) = ([1.0f32, 0.0], [0.0f32, 1.0]);
         let d = DiceOfMeans { hists: ByVariant::new(vec![Some(&x[..]), Some(&y[..])], vec![Some(&x[..]), Some(&x[..])]) };
