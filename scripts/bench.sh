@@ -10,8 +10,8 @@
 #   spawn2   qcam spawn -n 2 -- run JOB (2 processes × 1 worker)
 #   run1p    run1 again with OMP_WAIT_POLICY=PASSIVE (libgomp threads sleep instead of spinning
 #            while they wait; skipped when the variable is already set for the whole bench)
-#   run1nothp  run1 again with THP_MEM_ALLOC_ENABLE=0: libtorch's tensors on 4 KiB pages, as before
-#            qcam asked for huge pages (models::prefer_huge_pages)
+#   run1thp  run1 again with THP_MEM_ALLOC_ENABLE=1: libtorch's tensors of 2 MB and more on
+#            transparent huge pages (qcam's default until the heap kept activations; now off)
 #   runw2    qcam run JOB -w 2 (1 process × 2 workers, torch threads shared out; the demo's layout)
 #   run1t1   qcam run with run.torch_threads = 1 (1 process × 1 worker × 1 thread): the base of
 #            the per-core scaling of spawn2, which gives each process 1 thread on a 2-core machine
@@ -28,7 +28,8 @@
 #            qcam loads it (benches/floor.rs --reference-models), interleaved
 #   rundel-ref   rundel with the reference models, run by BASE_QCAM when set (a qcam built from
 #            the code before, e.g. main's), else by this qcam: deletion/insertion before and after,
-#            right before rundel
+#            right before rundel. An older BASE_QCAM reads only manifests of its own format: give
+#            it REFERENCE_MODELS from its own export (a 2-image run checks this before phase 1)
 #   job, peerjob  the whole job (phase 1 and deletion/insertion, the job's own layout, subset,
 #            steps and batch) by qcam and by the Python peer end to end; jobref: the same job
 #            with the reference models (by BASE_QCAM when set); peerjob-asexp: the peer on the
@@ -45,7 +46,7 @@
 #   PERTURB_BATCHES=8,16 (batch sizes the floor also times the deletion/insertion kernel at)
 #   PHASE1_REPS=3  DEL_FRACTION=0.01  REFERENCE_MODELS  BASE_QCAM  SKIP_JOB=1 (no job, jobpw, jobref,
 #   peerjob, peerjob-asexp)  SKIP_1200=1  SKIP_PEER=1  SKIP_DEL=1  SKIP_SCALING=1 (no
-#   run1t1, no floor-t1*)  SKIP_OMP=1 (no run1p)  SKIP_THP=1 (no run1nothp)  PERF=1 (also record a
+#   run1t1, no floor-t1*)  SKIP_OMP=1 (no run1p)  SKIP_THP=1 (no run1thp)  PERF=1 (also record a
 #   `perf` profile of run1 when perf works)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -110,6 +111,18 @@ FLOOR=$OUT/bin/floor
 if [ -n "${BASE_QCAM:-}" ]; then cp "$BASE_QCAM" "$OUT/bin/base"; BASE=$OUT/bin/base; else BASE=$QCAM; fi
 HAVE_REF=$([ -d "$REF" ] && echo 1 || echo 0)
 [ "$HAVE_REF" = 1 ] || log "no reference models at $REF (make models-asexported): skipping floor-compare, rundel-ref, jobref"
+# Fail now, not after phase 1: the reference runs (rundel-ref, jobref) must start. An older
+# BASE_QCAM refuses job keys it does not know (REF_OVERRIDES) and manifests newer than its own
+# (format 2: `make models-asexported`; give it REFERENCE_MODELS from its own export instead).
+if [ "$HAVE_REF" = 1 ] && { [ "${SKIP_DEL:-0}" != 1 ] || [ "${SKIP_JOB:-0}" != 1 ]; }; then
+  "$PY" benches/job_variant.py "$OUT/job-del-ref.toml" "$OUT/job-preflight.toml" data.limit=2 'perturbation.scope="none"'
+  if ! "$BASE" run "$OUT/job-preflight.toml" --models "$REF" --overwrite --out "$OUT/preflight" -w 1 > "$OUT/preflight.log" 2>&1; then
+    log "the reference run cannot start ($BASE on $REF; set REFERENCE_MODELS or REF_OVERRIDES):"
+    tail -n 3 "$OUT/preflight.log" >&2
+    exit 1
+  fi
+  rm -rf "$OUT/preflight" "$OUT/preflight.log" "$OUT/job-preflight.toml"
+fi
 
 lscpu > "$OUT/lscpu.txt"
 env | grep -E '^(OMP|GOMP|MKL|OPENBLAS)_' > "$OUT/env.txt" || true
@@ -146,9 +159,9 @@ if [ -z "${OMP_WAIT_POLICY:-}" ] && [ "${SKIP_OMP:-0}" != 1 ]; then
 fi
 
 if [ -z "${THP_MEM_ALLOC_ENABLE:-}" ] && [ "${SKIP_THP:-0}" != 1 ]; then
-  log "(a3) qcam run 1 × 1 with THP_MEM_ALLOC_ENABLE=0 (4 KiB pages) → $OUT/run1nothp"
-  THP_MEM_ALLOC_ENABLE=0 timed run1nothp "$QCAM" run "$OUT/job-phase1.toml" --overwrite --out "$OUT/run1nothp" -w 1
-  tail -n 1 "$OUT/run1nothp.log" >&2
+  log "(a3) qcam run 1 × 1 with THP_MEM_ALLOC_ENABLE=1 (huge pages) → $OUT/run1thp"
+  THP_MEM_ALLOC_ENABLE=1 timed run1thp "$QCAM" run "$OUT/job-phase1.toml" --overwrite --out "$OUT/run1thp" -w 1
+  tail -n 1 "$OUT/run1thp.log" >&2
 fi
 
 log "(b) floor after run1: bare forwards of the same models, images and batches; del/ins kernel"
