@@ -288,8 +288,8 @@ fn to_tensor(pixels: &[f32], n: usize, crop: usize) -> Tensor {
 }
 
 fn main() -> Result<()> {
-    // The floor runs libtorch under the same process settings as qcam, so the ratio is overhead.
-    qcam::torch::prefer_huge_pages();
+    // The floor runs libtorch under the same allocator settings as qcam, so the ratio is overhead.
+    pipeline::tune_allocator();
     let args = parse_args()?;
     let mut job = Job::load(&args.job)?;
     if let Some(d) = &args.data {

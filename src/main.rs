@@ -1,4 +1,3 @@
 fn main() -> std::process::ExitCode {
-    qcam::torch::prefer_huge_pages();
     pipeline::cli::main(std::sync::Arc::new(qcam::torch::TorchBackend::default()))
 }

@@ -1,6 +1,6 @@
 //! The libtorch backend: TorchScript files loaded and run with tch, and through a small C++ shim
 //! ([`jit`]) where tch falls short. The pipeline only sees [`pipeline::models::Backend`] and
-//! [`Forward`]; everything libtorch-specific (the quantized engine, threads, huge pages) is here.
+//! [`Forward`]; everything libtorch-specific (the quantized engine, threads) is here.
 
 mod jit;
 
@@ -222,17 +222,3 @@ impl Forward for TorchModel {
         Ok((logits, start.elapsed().as_secs_f32() * 1e3))
     }
 }
-
-/// Asks libtorch's CPU allocator to back tensors of 2 MB and more with transparent huge pages
-/// (`THP_MEM_ALLOC_ENABLE`, read by c10's `alloc_cpu` once, at the first allocation). Every batch
-/// allocates fresh activations of tens of MB, and with 4 KiB pages the kernel's page faults and
-/// zeroing took a fifth of a run's CPU time: with huge pages the floor's system time fell from
-/// 15.6–19.9 s to 9.0–9.7 s and its forwards got 5–8% faster (benches/PERFORMANCE.md). A value
-/// the user set, `0` included, is kept. Call it first thing, before any tensor exists and while
-/// the process has one thread.
-pub fn prefer_huge_pages() {
-    if std::env::var_os("THP_MEM_ALLOC_ENABLE").is_none() {
-        std::env::set_var("THP_MEM_ALLOC_ENABLE", "1");
-    }
-}
-

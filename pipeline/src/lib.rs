@@ -46,6 +46,12 @@ pub const SCHEMA_VERSION: u32 = 2;
 /// 1.18–1.33 GB). A soak trims before it reads RSS, so what it judges is unchanged.
 /// `MALLOC_MMAP_THRESHOLD_`, `MALLOC_TRIM_THRESHOLD_` or malloc `GLIBC_TUNABLES` the user set are
 /// kept.
+///
+/// Transparent huge pages for libtorch's tensors (`THP_MEM_ALLOC_ENABLE=1`) were qcam's default
+/// while every batch's activations came back as fresh pages. With the heap keeping them they cost:
+/// 2 MB-aligned buffers in one arena, and 2 MB of zeroing per fault. The demo's phase 1 (1 × 1,
+/// interleaved) took 40.4–43.5 s without them against 45.0–58.2 s with them, so qcam leaves the
+/// variable to the user and libtorch's default (off).
 pub fn tune_allocator() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
