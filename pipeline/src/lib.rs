@@ -49,8 +49,9 @@ pub const SCHEMA_VERSION: u32 = 2;
 ///
 /// Transparent huge pages for libtorch's tensors (`THP_MEM_ALLOC_ENABLE=1`) were qcam's default
 /// while every batch's activations came back as fresh pages. With the heap keeping them they cost:
-/// 2 MB-aligned buffers in one arena, and 2 MB of zeroing per fault. The demo's phase 1 (1 × 1,
-/// interleaved) took 40.4–43.5 s without them against 45.0–58.2 s with them, so qcam leaves the
+/// 2 MB-aligned buffers in one arena, and 2 MB of zeroing per fault. The demo's phase 1 (1 × 1)
+/// took 41.7 and 43.5 s without them against 47.8 and 52.9 s with them (two interleaved A/B
+/// pairs; the bench's own runs that day: 40.4 s without, 45.0–58.2 s with), so qcam leaves the
 /// variable to the user and libtorch's default (off).
 pub fn tune_allocator() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
