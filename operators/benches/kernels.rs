@@ -8,7 +8,7 @@
 //!   a direct SVD of the centred 49×C matrix with nalgebra (what numpy does for pytorch-grad-cam,
 //!   there with `full_matrices=True`, i.e. a C×C `VT` as well), to show why the Gram path;
 //! * upsample (7×7 → 224×224, `cam_full`) and WSOL (`localize`: box at τ = 0.2 and the 100-point
-//!   IoU curve);
+//!   IoU curve; the Gaussian baseline's map swept per image against swept once and scored);
 //! * activation statistics (`act_stats`) and the pair RMSE (`rmse` + `flipped_cam`);
 //! * deletion/insertion batch assembly: `pixel_order`, `blur`, one batch of 16 deletion / insertion
 //!   images, and all 202 images of one (image, variant) with no model.
@@ -28,7 +28,7 @@ use operators::decode::{decode_rgb8, Preprocessor, DEFAULT_MAX_PIXELS};
 use operators::eigencam::{self, SignPolicy};
 use operators::perturb::{self, PerturbPlan};
 use operators::stats::{self, QGrid};
-use operators::{compare, wsol};
+use operators::{baselines, compare, wsol};
 use types::{BoxXyxy, Interpolation, Preprocess};
 
 const CROP: usize = 224;
@@ -171,6 +171,10 @@ fn bench_upsample_wsol(cr: &mut Criterion) {
     let mut g = cr.benchmark_group("upsample_wsol");
     g.bench_function("cam_full_7_to_224", |b| b.iter(|| black_box(eigencam::cam_full(black_box(&e.cam_lo), 7, 7, CROP))));
     g.bench_function("localize_224", |b| b.iter(|| black_box(wsol::localize(black_box(&e.cam), CROP, &gt, 0.2))));
+    // The Gaussian baseline's WSOL per image: swept each time, and swept once then only scored.
+    let gauss = baselines::gaussian(CROP, 0.25);
+    g.bench_function("gaussian_localize_224_sweep_each", |b| b.iter(|| black_box(wsol::localize(black_box(&gauss.map), CROP, &gt, 0.2))));
+    g.bench_function("gaussian_localize_224_swept_once", |b| b.iter(|| black_box(gauss.localize(black_box(&gt), 0.2))));
     g.bench_function("rmse_and_flipped_224", |b| {
         b.iter(|| {
             let flipped = compare::flipped_cam(&e.p, 7, 7, CROP);

@@ -3,8 +3,9 @@
 //! worth something only by how far it beats these.
 //!
 //! * `gaussian`: a centred isotropic Gaussian, min-max scaled to [0, 1] like a CAM (SPEC §3), and
-//!   scored exactly as a CAM is: WSOL through [`wsol::localize`], deletion/insertion through
-//!   [`pixel_order`] (its many exact ties, pixels at one distance, go by row-major index).
+//!   scored exactly as a CAM is: WSOL as [`wsol::localize`] (the map swept once per run,
+//!   [`Gaussian::localize`]), deletion/insertion through [`pixel_order`] (its many exact ties,
+//!   pixels at one distance, go by row-major index).
 //! * `full`: the whole crop as the box, at every threshold (WSOL).
 //! * `random`: a uniformly random pixel order per image (deletion/insertion), seeded so that a
 //!   rerun and a Python reader draw the same one.
@@ -16,7 +17,7 @@ use types::rng::SplitMix64;
 use types::BoxXyxy;
 
 use crate::perturb::pixel_order;
-use crate::wsol::{self, Localization, CURVE_LEN};
+use crate::wsol::{self, Localization, MapBoxes, CURVE_LEN};
 
 /// The centred Gaussian on a `crop × crop` grid, `σ = sigma · crop`, centre `((crop − 1)/2,
 /// (crop − 1)/2)`, min-max scaled to [0, 1]; row-major. Computed in f64, stored as f32 as a CAM is.
@@ -48,17 +49,27 @@ pub fn full_localization(crop: usize, gt: &[BoxXyxy]) -> Localization {
     Localization { bbox, iou, iou_curve: vec![iou; CURVE_LEN] }
 }
 
-/// WSOL of the centred Gaussian (`map` from [`gaussian_map`]), exactly as a CAM's.
-pub fn gaussian_localization(map: &[f32], crop: usize, gt: &[BoxXyxy], threshold: f32) -> Localization {
-    wsol::localize(map, crop, gt, threshold)
-}
-
 /// The centred Gaussian baseline of one (crop, σ): its map (WSOL) and its deletion/insertion
 /// order, most central first, ties by row-major index.
-#[derive(Debug, PartialEq)]
+#[derive(Debug)]
 pub struct Gaussian {
+    pub crop: usize,
     pub map: Vec<f32>,
     pub order: Vec<u32>,
+    /// The map's components, swept for the last WSOL threshold asked: every image has the same
+    /// map, so only the scoring against its boxes is per image.
+    swept: RefCell<Option<(u32, MapBoxes)>>,
+}
+
+impl Gaussian {
+    /// WSOL of the map, exactly as a CAM's ([`wsol::localize`]), against one image's boxes.
+    pub fn localize(&self, gt: &[BoxXyxy], threshold: f32) -> Localization {
+        let bits = threshold.to_bits();
+        match &mut *self.swept.borrow_mut() {
+            Some((t, swept)) if *t == bits => swept.localize(gt),
+            slot => slot.insert((bits, MapBoxes::of(&self.map, self.crop, threshold))).1.localize(gt),
+        }
+    }
 }
 
 thread_local! {
@@ -78,7 +89,7 @@ pub fn gaussian(crop: usize, sigma: f64) -> Rc<Gaussian> {
         _ => {
             let map = gaussian_map(crop, sigma);
             let order = pixel_order(&map);
-            cache.insert((key, Rc::new(Gaussian { map, order }))).1.clone()
+            cache.insert((key, Rc::new(Gaussian { crop, map, order, swept: RefCell::new(None) }))).1.clone()
         }
     })
 }
@@ -126,6 +137,19 @@ mod tests {
         let b = gaussian(6, 0.3);
         assert_eq!(b.map, gaussian_map(6, 0.3), "another σ is another map");
         assert_eq!(gaussian(5, 0.3).order.len(), 25, "another crop is another grid");
+    }
+
+    #[test]
+    fn the_shared_gaussian_localizes_as_its_map_does_and_follows_the_threshold() {
+        let g = gaussian(24, 0.25);
+        let cases = [vec![BoxXyxy::new(2, 3, 17, 20)], vec![], vec![BoxXyxy::new(0, 0, 5, 5), BoxXyxy::new(8, 6, 15, 18)]];
+        // 0.2 again after 0.7: the cache is swept again for each change of threshold.
+        for threshold in [0.2f32, 0.7, 0.2] {
+            for gt in &cases {
+                assert_eq!(g.localize(gt, threshold), wsol::localize(&g.map, 24, gt, threshold), "τ {threshold}, gt {gt:?}");
+            }
+        }
+        assert_ne!(g.localize(&cases[0], 0.2).bbox, g.localize(&cases[0], 0.7).bbox, "the box depends on the threshold");
     }
 
     #[test]

@@ -39,7 +39,7 @@ pub struct Explained {
 /// depend on the image only through its boxes (and on the variant only through top-1 loc).
 fn wsol_rows(images: &[ImageRow; 2], own: [&Localization; 2], cfg: &ExplainConfig, boxes: &[types::BoxXyxy]) -> Vec<WsolRow> {
     let g = baselines::gaussian(cfg.crop, cfg.gaussian_sigma);
-    let gaussian = baselines::gaussian_localization(&g.map, cfg.crop, boxes, cfg.wsol_threshold);
+    let gaussian = g.localize(boxes, cfg.wsol_threshold);
     let full = baselines::full_localization(cfg.crop, boxes);
     let mut rows = Vec::with_capacity(6);
     for (image, own) in images.iter().zip(own) {

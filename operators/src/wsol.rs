@@ -135,25 +135,92 @@ pub struct Localization {
 /// reached, and the box is taken at the cut of `threshold`. The result equals labelling every mask
 /// on its own (`components_of_mask`, kept as the reference the tests compare with).
 pub fn localize(cam: &[f32], size: usize, gt: &[BoxXyxy], threshold: f32) -> Localization {
+    let mut score_at = [0.0f32; 256];
+    // Without ground truth the curve is all zero: no cut needs scoring.
+    let swept = sweep(cam, size, threshold, !gt.is_empty(), |cut, uf| {
+        score_at[cut as usize] = uf.live_boxes().map(|b| max_iou(b, gt)).fold(0.0, f32::max);
+    });
+    swept.localization(gt, |cut| score_at[cut as usize])
+}
+
+/// What [`localize`] finds in a map before it looks at any ground truth: the box at `threshold`
+/// and the live components' boxes at each cut of the curve. A map every image shares (the Gaussian
+/// baseline) is swept once and scored against each image's boxes with [`MapBoxes::localize`], for
+/// the same result as [`localize`]. Meant for maps of few components: it keeps every live box of
+/// up to 100 cuts.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MapBoxes {
+    swept: Swept,
+    /// Per cut the curve needs: the cut and its live boxes, a range of `boxes`.
+    cuts: Vec<(u8, std::ops::Range<usize>)>,
+    boxes: Vec<BoxXyxy>,
+}
+
+impl MapBoxes {
+    pub fn of(cam: &[f32], size: usize, threshold: f32) -> MapBoxes {
+        let (mut cuts, mut boxes) = (Vec::new(), Vec::new());
+        let swept = sweep(cam, size, threshold, true, |cut, uf| {
+            let from = boxes.len();
+            boxes.extend(uf.live_boxes());
+            cuts.push((cut, from..boxes.len()));
+        });
+        MapBoxes { swept, cuts, boxes }
+    }
+
+    /// [`localize`] of the swept map against `gt`.
+    pub fn localize(&self, gt: &[BoxXyxy]) -> Localization {
+        let mut score_at = [0.0f32; 256];
+        for (cut, range) in &self.cuts {
+            score_at[*cut as usize] = self.boxes[range.clone()].iter().map(|&b| max_iou(b, gt)).fold(0.0, f32::max);
+        }
+        self.swept.localization(gt, |cut| score_at[cut as usize])
+    }
+}
+
+/// The ground-truth-free result of a sweep: the map's top level and the box at the threshold.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Swept {
+    max_g: u8,
+    /// `None` when the mask at the threshold is empty (or the map is all zero).
+    bbox: Option<BoxXyxy>,
+}
+
+impl Swept {
+    /// The curve from `score_at(cut)` (the best IoU of the live components at that cut), and the box
+    /// scored against `gt`.
+    fn localization(&self, gt: &[BoxXyxy], score_at: impl Fn(u8) -> f32) -> Localization {
+        let mut iou_curve = vec![0.0f32; CURVE_LEN];
+        if self.max_g == 0 {
+            return Localization { bbox: BoxXyxy::EMPTY, iou: 0.0, iou_curve };
+        }
+        for (j, v) in iou_curve.iter_mut().enumerate() {
+            *v = score_at(curve_cut(j, self.max_g));
+        }
+        match self.bbox {
+            Some(b) => Localization { bbox: b, iou: max_iou(b, gt), iou_curve },
+            None => Localization { bbox: BoxXyxy::EMPTY, iou: 0.0, iou_curve },
+        }
+    }
+}
+
+/// The sweep behind [`localize`]: pixels join the union-find level by level, and `at_cut(cut, uf)`
+/// sees the components of the mask `g > cut` at every cut of the curve (when `curve`).
+fn sweep(cam: &[f32], size: usize, threshold: f32, curve: bool, mut at_cut: impl FnMut(u8, &BoxUnionFind)) -> Swept {
     assert_eq!(cam.len(), size * size, "cam length {} is not {}²", cam.len(), size);
     let g = to_levels_floor(cam);
     let max_g = g.iter().copied().max().unwrap_or(0);
-    let mut iou_curve = vec![0.0f32; CURVE_LEN];
     if max_g == 0 {
-        return Localization { bbox: BoxXyxy::EMPTY, iou: 0.0, iou_curve };
+        return Swept { max_g, bbox: None };
     }
-    // Which cuts the curve needs (none without ground truth: its curve is all zero).
     let mut needed = [false; 256];
-    if !gt.is_empty() {
+    if curve {
         for j in 0..CURVE_LEN {
             needed[curve_cut(j, max_g) as usize] = true;
         }
     }
     let box_cut = cut_level(threshold as f64, max_g) as usize;
-    let mut score_at = [0.0f32; 256];
     // A cut ≥ max_g leaves the mask empty: no box.
     let mut bbox = None;
-
     let mut uf = BoxUnionFind::new(size);
     let by_level = pixels_by_level(&g, size);
     for cut in (0..max_g as usize).rev() {
@@ -162,19 +229,13 @@ pub fn localize(cam: &[f32], size: usize, gt: &[BoxXyxy], threshold: f32) -> Loc
             uf.activate((xy & 0xffff) as usize, (xy >> 16) as usize);
         }
         if needed[cut] {
-            score_at[cut] = uf.live.iter().map(|&r| max_iou(uf.bbox[r as usize], gt)).fold(0.0, f32::max);
+            at_cut(cut as u8, &uf);
         }
         if cut == box_cut {
             bbox = uf.largest();
         }
     }
-    for (j, v) in iou_curve.iter_mut().enumerate() {
-        *v = score_at[curve_cut(j, max_g) as usize];
-    }
-    match bbox {
-        Some(b) => Localization { bbox: b, iou: max_iou(b, gt), iou_curve },
-        None => Localization { bbox: BoxXyxy::EMPTY, iou: 0.0, iou_curve },
-    }
+    Swept { max_g, bbox }
 }
 
 /// Pixels bucketed by level (a counting sort), each as `x | y << 16`.
@@ -286,6 +347,10 @@ impl BoxUnionFind {
             self.pos[self.live[k] as usize] = k as u32;
         }
         keep
+    }
+
+    fn live_boxes(&self) -> impl Iterator<Item = BoxXyxy> + '_ {
+        self.live.iter().map(|&r| self.bbox[r as usize])
     }
 
     /// The largest live component's box; among equal sizes the first in scan order.
@@ -554,6 +619,16 @@ mod tests {
                 let best = comps.iter().map(|c| max_iou(c.bbox, &gt)).fold(0.0, f32::max);
                 assert_eq!(loc.iou_curve[j], best, "case {case}: curve point {j}");
             }
+            // Swept once, then scored per image: the same result for these boxes, for none, and
+            // for a second image's two boxes.
+            let swept = MapBoxes::of(&cam, size, threshold);
+            assert_eq!(swept.localize(&gt), loc, "case {case}: swept once");
+            let two = vec![gt[0], BoxXyxy::new(0, 0, box_at(next()), box_at(next()))];
+            for other in [vec![], two] {
+                assert_eq!(swept.localize(&other), localize(&cam, size, &other, threshold), "case {case}: gt {other:?}");
+            }
         }
+        let zero = MapBoxes::of(&[0.0; 16], 4, 0.2);
+        assert_eq!(zero.localize(&[BoxXyxy::new(0, 0, 0, 0)]), localize(&[0.0; 16], 4, &[BoxXyxy::new(0, 0, 0, 0)], 0.2));
     }
 }
