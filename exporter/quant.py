@@ -21,11 +21,14 @@ import torch.ao.quantization as tq  # noqa: E402
 
 def fastest_ptq_engine() -> str:
     """The engine post-training-quantized pairs are exported for: x86 (oneDNN + fbgemm, libtorch's
-    default on x86 CPUs) wherever torch has it. Measured here (batch 32, 2 threads): ResNet18 int8
-    1.4x faster than under fbgemm, EfficientNet-Lite0 on a par, both bit-identical to their fbgemm
-    exports (the same qconfig calibrates both). Again at the job's batches (8 and 16, 2 threads,
-    best of 5 interleaved): ResNet18 12.6/12.8 ms per image under x86 against 13.4/13.4 under
-    fbgemm, EfficientNet-Lite0 7.5/9.4 against 7.1/8.4, outputs bit-identical either way. One engine
+    default on x86 CPUs) wherever torch has it. Measured on a CPU without AVX512-VNNI (batch 32, 2
+    threads): ResNet18 int8 1.4x faster than under fbgemm, EfficientNet-Lite0 on a par, both
+    bit-identical to their fbgemm exports (the same qconfig calibrates both). With VNNI, x86 runs
+    convs with symmetric weights on oneDNN, and outputs differ from fbgemm's (AMD EPYC: top-1
+    agreement 0.969 and 0.875 for EfficientNet-Lite0 and ResNet18, max |logit diff| 0.55 and
+    0.12). Again without VNNI at the job's batches (8 and 16, 2 threads, best of 5 interleaved):
+    ResNet18 12.6/12.8 ms per image under x86 against 13.4/13.4 under fbgemm, EfficientNet-Lite0
+    7.5/9.4 against 7.1/8.4, outputs bit-identical either way. One engine
     for every PTQ pair also keeps the workers of a process from waiting for each other's engine (it
     is one setting per process), which a per-model pick would cost. Elsewhere (ARM) qnnpack."""
     supported = torch.backends.quantized.supported_engines
