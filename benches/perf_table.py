@@ -215,6 +215,22 @@ for peer_file, whose in [("peerjob.json", "on qcam's own optimized files"), ("pe
                      + ("; EigenCAM's orders only, as the peer: `jobpw`" if jobpw else "; qcam also runs the baseline orders")
                      + f"), qcam's run.json wall against the peer doing the same ({peer_file}: benches/peer/pipeline.py "
                      "--subset-fraction)"))
+# The most the whole-job ratio can reach without faster forwards: the same run's model forwards
+# alone (phase 1's Σ `infer_ms` and the stage's `perturb_forward_s`, timed inside the run), spread
+# evenly over its workers. The peer runs the same forwards in the same libtorch, so no overhead
+# qcam removes can lift the ratio above this.
+peer_asexp = load("peerjob-asexp.json")
+if same_work and peer_asexp:
+    d = "jobpw" if jobpw else "job"
+    workers = [w for r in same_work for w in r["workers"]]
+    fwd = sum(r["infer_ms"] for r in table_rows(d, "images")) / 1e3 + sum(w["perturb_forward_s"] for w in workers)
+    bound, w = fwd / len(workers), wall(same_work)
+    rows.append(("the whole job if qcam did nothing but its model forwards: Python peer on the files as exported / that",
+                 f"{peer_asexp['job_s'] / bound:.1f}× ({peer_asexp['job_s']:.0f} s vs {bound:.0f} s; qcam's wall is "
+                 f"{w / bound:.2f}× its forwards)", "—", None,
+                 f"`{d}`: Σ `infer_ms` of its images table + Σ `perturb_forward_s` of run.json = {fwd:.0f} "
+                 f"worker-seconds inside model forwards, over {len(workers)} workers: the ceiling of the row above "
+                 "while both sides run libtorch's forwards"))
 if job and jobref:
     rows.append(("the whole job, qcam after / before the forward speed-ups", f"{wall(job) / wall(jobref):.2f} "
                  f"({wall(job):.0f} s vs {wall(jobref):.0f} s)", "—", None,
