@@ -17,7 +17,10 @@ pub const TOP1_LOC_IOU: f32 = 0.5;
 /// `g = floor(255 · cam)` as uint8 (wsolevaluation's `(scoremap * 255).astype(np.uint8)`); the
 /// product is taken in f32 as numpy does for a float32 map, and saturates outside [0, 1].
 pub fn to_levels_floor(cam: &[f32]) -> Vec<u8> {
-    cam.iter().map(|&x| (255.0f32 * x).floor().clamp(0.0, 255.0) as u8).collect()
+    // `as u8` truncates and saturates (NaN → 0): for a product ≥ 0 truncation is the floor, and
+    // one in (−1, 0) floors to −1, which the clamp made 0 anyway. Spelled this way it needs no
+    // `floorf` call per pixel (x86-64's baseline has no SSE4.1 rounding).
+    cam.iter().map(|&x| (255.0f32 * x) as u8).collect()
 }
 
 /// The cut `floor(τ · max_g)`: the mask is `g > cut`.
@@ -221,20 +224,21 @@ fn sweep(cam: &[f32], size: usize, threshold: f32, curve: bool, mut at_cut: impl
     let box_cut = cut_level(threshold as f64, max_g) as usize;
     // A cut ≥ max_g leaves the mask empty: no box.
     let mut bbox = None;
-    let mut uf = BoxUnionFind::new(size);
     let by_level = pixels_by_level(&g, size);
-    for cut in (0..max_g as usize).rev() {
-        // State after this level's additions = the mask g > cut.
-        for &xy in by_level.level(cut + 1) {
-            uf.activate((xy & 0xffff) as usize, (xy >> 16) as usize);
+    BoxUnionFind::with(size, |uf| {
+        for cut in (0..max_g as usize).rev() {
+            // State after this level's additions = the mask g > cut.
+            for &xy in by_level.level(cut + 1) {
+                uf.activate((xy & 0xffff) as usize, (xy >> 16) as usize);
+            }
+            if needed[cut] {
+                at_cut(cut as u8, uf);
+            }
+            if cut == box_cut {
+                bbox = uf.largest();
+            }
         }
-        if needed[cut] {
-            at_cut(cut as u8, &uf);
-        }
-        if cut == box_cut {
-            bbox = uf.largest();
-        }
-    }
+    });
     Swept { max_g, bbox }
 }
 
@@ -277,31 +281,58 @@ fn pixels_by_level(g: &[u8], size: usize) -> LevelBuckets {
 struct BoxUnionFind {
     /// Padded row length, `size + 2`.
     stride: usize,
-    /// `INACTIVE` until the pixel is added.
+    /// `INACTIVE` until the pixel is added. Apart from `node` because the neighbour tests read it
+    /// for three adjacent pixels at a time.
     parent: Vec<u32>,
-    bbox: Vec<BoxXyxy>,
-    pixels: Vec<u32>,
-    first: Vec<u32>,
-    /// Current roots, and each root's position in `live` (for O(1) removal).
+    node: Vec<Node>,
+    /// Current roots.
     live: Vec<u32>,
-    pos: Vec<u32>,
+}
+
+/// What a root knows of its component, in one cache line's half: adding a pixel or joining two
+/// components touches one or two lines instead of four arrays (a sweep is bound by these misses).
+#[derive(Clone, Copy)]
+#[repr(C, align(32))]
+struct Node {
+    bbox: BoxXyxy,
+    pixels: u32,
+    first: u32,
+    /// The root's position in `live` (for O(1) removal).
+    pos: u32,
 }
 
 const INACTIVE: u32 = u32::MAX;
+const UNSET: Node = Node { bbox: BoxXyxy::EMPTY, pixels: 0, first: 0, pos: 0 };
+
+thread_local! {
+    /// Each thread's union-find, reused by its sweeps: a 224² map's arrays are 1.8 MB, and
+    /// allocating and filling them for every map was a tenth of a sweep.
+    static UNION_FIND: std::cell::RefCell<BoxUnionFind> = std::cell::RefCell::new(BoxUnionFind::new(0));
+}
 
 impl BoxUnionFind {
     fn new(size: usize) -> Self {
         let stride = size + 2;
         let n = stride * stride;
-        BoxUnionFind {
-            stride,
-            parent: vec![INACTIVE; n],
-            bbox: vec![BoxXyxy::EMPTY; n],
-            pixels: vec![0; n],
-            first: vec![0; n],
-            live: Vec::new(),
-            pos: vec![0; n],
-        }
+        BoxUnionFind { stride, parent: vec![INACTIVE; n], node: vec![UNSET; n], live: Vec::new() }
+    }
+
+    /// Runs `f` on an empty union-find for a `size × size` map: the thread's own, or a new one when
+    /// a sweep is already using it. Only `parent` and `live` need clearing: a pixel's node is
+    /// written when it is added, before anything reads it.
+    fn with<R>(size: usize, f: impl FnOnce(&mut BoxUnionFind) -> R) -> R {
+        UNION_FIND.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut uf) => {
+                if uf.stride == size + 2 {
+                    uf.parent.fill(INACTIVE);
+                    uf.live.clear();
+                } else {
+                    *uf = BoxUnionFind::new(size);
+                }
+                f(&mut uf)
+            }
+            Err(_) => f(&mut BoxUnionFind::new(size)),
+        })
     }
 
     fn find(&mut self, mut i: usize) -> usize {
@@ -317,15 +348,22 @@ impl BoxUnionFind {
         let s = self.stride;
         let i = (y + 1) * s + x + 1;
         self.parent[i] = i as u32;
-        self.bbox[i] = BoxXyxy::new(x as i32, y as i32, x as i32, y as i32);
-        self.pixels[i] = 1;
-        self.first[i] = (y * (s - 2) + x) as u32;
-        self.pos[i] = self.live.len() as u32;
+        let (xi, yi) = (x as i32, y as i32);
+        self.node[i] = Node { bbox: BoxXyxy::new(xi, yi, xi, yi), pixels: 1, first: (y * (s - 2) + x) as u32, pos: self.live.len() as u32 };
         self.live.push(i as u32);
+        // The 8 neighbours in ring order. Ring neighbours touch each other, so a run of active ones
+        // was joined when the later of them was added: one find per run is enough.
+        let ring = [i - s - 1, i - s, i - s + 1, i + 1, i + s + 1, i + s, i + s - 1, i - 1];
+        let mut active = [false; 8];
+        for (a, &j) in active.iter_mut().zip(&ring) {
+            *a = self.parent[j] != INACTIVE;
+        }
         let mut root = i;
-        for j in [i - s - 1, i - s, i - s + 1, i - 1, i + 1, i + s - 1, i + s, i + s + 1] {
-            if self.parent[j] != INACTIVE {
-                let rj = self.find(j);
+        for k in 0..8 {
+            // A run starts where an active neighbour follows an inactive one; all eight active
+            // make one run with no start, taken at 0.
+            if active[k] && (!active[(k + 7) % 8] || (k == 0 && active.iter().all(|&a| a))) {
+                let rj = self.find(ring[k]);
                 if rj != root {
                     root = self.union_roots(root, rj);
                 }
@@ -335,31 +373,35 @@ impl BoxUnionFind {
 
     /// Joins two distinct roots (the smaller component under the larger); returns the new root.
     fn union_roots(&mut self, a: usize, b: usize) -> usize {
-        let (keep, gone) = if self.pixels[a] >= self.pixels[b] { (a, b) } else { (b, a) };
+        let (na, nb) = (self.node[a], self.node[b]);
+        let (keep, gone, k, g) = if na.pixels >= nb.pixels { (a, b, na, nb) } else { (b, a, nb, na) };
         self.parent[gone] = keep as u32;
-        self.pixels[keep] += self.pixels[gone];
-        self.first[keep] = self.first[keep].min(self.first[gone]);
-        let (p, q) = (self.bbox[keep], self.bbox[gone]);
-        self.bbox[keep] = BoxXyxy::new(p.x0.min(q.x0), p.y0.min(q.y0), p.x1.max(q.x1), p.y1.max(q.y1));
-        let k = self.pos[gone] as usize;
-        self.live.swap_remove(k);
-        if k < self.live.len() {
-            self.pos[self.live[k] as usize] = k as u32;
+        let (p, q) = (k.bbox, g.bbox);
+        self.node[keep] = Node {
+            bbox: BoxXyxy::new(p.x0.min(q.x0), p.y0.min(q.y0), p.x1.max(q.x1), p.y1.max(q.y1)),
+            pixels: k.pixels + g.pixels,
+            first: k.first.min(g.first),
+            pos: k.pos,
+        };
+        let at = g.pos as usize;
+        self.live.swap_remove(at);
+        if at < self.live.len() {
+            self.node[self.live[at] as usize].pos = at as u32;
         }
         keep
     }
 
     fn live_boxes(&self) -> impl Iterator<Item = BoxXyxy> + '_ {
-        self.live.iter().map(|&r| self.bbox[r as usize])
+        self.live.iter().map(|&r| self.node[r as usize].bbox)
     }
 
     /// The largest live component's box; among equal sizes the first in scan order.
     fn largest(&self) -> Option<BoxXyxy> {
         self.live
             .iter()
-            .map(|&r| r as usize)
-            .min_by_key(|&r| (std::cmp::Reverse(self.pixels[r]), self.first[r]))
-            .map(|r| self.bbox[r])
+            .map(|&r| &self.node[r as usize])
+            .min_by_key(|n| (std::cmp::Reverse(n.pixels), n.first))
+            .map(|n| n.bbox)
     }
 }
 
@@ -499,6 +541,16 @@ mod tests {
     #[test]
     fn levels_and_cuts() {
         assert_eq!(to_levels_floor(&[0.0, 1.0, 0.5, 0.999, 1.5, -0.2]), vec![0, 255, 127, 254, 255, 0]);
+        // The saturating cast is the floor-then-clamp of the definition: on every level's edges
+        // (k/255 and the floats beside it), outside [0, 1], and for NaN and infinities (0, 255, 0).
+        let floor_clamp = |x: f32| (255.0f32 * x).floor().clamp(0.0, 255.0) as u8;
+        let mut xs = vec![f32::NAN, f32::INFINITY, f32::NEG_INFINITY, -0.0, -1e-30, -0.004, -1.0, 1.0 + 1e-7, 7.0];
+        for k in 0..=256 {
+            let e = k as f32 / 255.0;
+            xs.extend([e, f32::from_bits(e.to_bits() + 1), f32::from_bits(e.to_bits().saturating_sub(1))]);
+        }
+        assert_eq!(to_levels_floor(&xs), xs.iter().map(|&x| floor_clamp(x)).collect::<Vec<_>>());
+        assert_eq!(to_levels_floor(&[f32::NAN, f32::INFINITY, f32::NEG_INFINITY]), vec![0, 255, 0]);
         assert_eq!(cut_level(0.2, 255), 51);
         assert_eq!(cut_level(0.7f32 as f64, 100), 70); // 0.7f32 = 0.69999999
         assert_eq!(cut_level(0.29, 100), 29); // 0.29 · 100 = 28.999999999999996 in f64
