@@ -347,10 +347,6 @@ impl BoxUnionFind {
     fn activate(&mut self, x: usize, y: usize) {
         let s = self.stride;
         let i = (y + 1) * s + x + 1;
-        self.parent[i] = i as u32;
-        let (xi, yi) = (x as i32, y as i32);
-        self.node[i] = Node { bbox: BoxXyxy::new(xi, yi, xi, yi), pixels: 1, first: (y * (s - 2) + x) as u32, pos: self.live.len() as u32 };
-        self.live.push(i as u32);
         // The 8 neighbours in ring order. Ring neighbours touch each other, so a run of active ones
         // was joined when the later of them was added: one find per run is enough.
         let ring = [i - s - 1, i - s, i - s + 1, i + 1, i + s + 1, i + s, i + s - 1, i - 1];
@@ -358,16 +354,34 @@ impl BoxUnionFind {
         for (a, &j) in active.iter_mut().zip(&ring) {
             *a = self.parent[j] != INACTIVE;
         }
-        let mut root = i;
+        let (xi, yi) = (x as i32, y as i32);
+        let mut root = None;
         for k in 0..8 {
             // A run starts where an active neighbour follows an inactive one; all eight active
             // make one run with no start, taken at 0.
             if active[k] && (!active[(k + 7) % 8] || (k == 0 && active.iter().all(|&a| a))) {
                 let rj = self.find(ring[k]);
-                if rj != root {
-                    root = self.union_roots(root, rj);
-                }
+                root = Some(match root {
+                    None => {
+                        // The pixel joins its first neighbour's component directly (a single pixel
+                        // is never the larger side): its own node is never written.
+                        self.parent[i] = rj as u32;
+                        let n = &mut self.node[rj];
+                        let b = n.bbox;
+                        n.bbox = BoxXyxy::new(b.x0.min(xi), b.y0.min(yi), b.x1.max(xi), b.y1.max(yi));
+                        n.pixels += 1;
+                        n.first = n.first.min((y * (s - 2) + x) as u32);
+                        rj
+                    }
+                    Some(r) if r != rj => self.union_roots(r, rj),
+                    Some(r) => r,
+                });
             }
+        }
+        if root.is_none() {
+            self.parent[i] = i as u32;
+            self.node[i] = Node { bbox: BoxXyxy::new(xi, yi, xi, yi), pixels: 1, first: (y * (s - 2) + x) as u32, pos: self.live.len() as u32 };
+            self.live.push(i as u32);
         }
     }
 
