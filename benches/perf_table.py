@@ -411,7 +411,15 @@ if est:
 p = os.path.join(out, "load.txt")
 if os.path.exists(p):
     print()
-    print("Load average (1, 5, 15 min) before each step: " + "; ".join(l.strip() for l in open(p) if l.strip()) + ".")
+    stamps = [line.split() for line in open(p) if line.strip()]
+    print("Load average (1, 5, 15 min) before each step: " + "; ".join(" ".join(s[:4]) for s in stamps) + ".")
+    # Steal seconds (5th field, since the bench recorded it) between one stamp and the next: CPU
+    # time the hypervisor took from the VM during that step, which no ratio here can correct.
+    steal = [(a[0], float(b[4]) - float(a[4])) for a, b in zip(stamps, stamps[1:]) if len(a) > 4 and len(b) > 4]
+    if steal:
+        print()
+        print("CPU seconds stolen by the hypervisor during each step (/proc/stat, both vCPUs): "
+              + "; ".join(f"{name} {s:.1f}" for name, s in steal) + ".")
 p = os.path.join(out, "env.txt")
 if os.path.exists(p) and open(p).read().strip():
     print()

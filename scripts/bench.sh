@@ -128,7 +128,10 @@ lscpu > "$OUT/lscpu.txt"
 env | grep -E '^(OMP|GOMP|MKL|OPENBLAS)_' > "$OUT/env.txt" || true
 : > "$OUT/load.txt"
 # Load average before each step: the machine may be shared, and drift between steps is the noise.
-stamp() { echo "$1 $(cut -d' ' -f1-3 /proc/loadavg)" >> "$OUT/load.txt"; }
+# Before each step: the load average, and the CPU time the hypervisor has taken from this VM so far
+# (/proc/stat's steal, seconds): a step whose wall grew while its CPU time did not lost the CPU.
+HZ=$(getconf CLK_TCK)
+stamp() { echo "$1 $(cut -d' ' -f1-3 /proc/loadavg) $(awk -v hz="$HZ" '/^cpu /{printf "%.2f", $9 / hz}' /proc/stat)" >> "$OUT/load.txt"; }
 timed() { local name=$1; shift; stamp "$name"; "$TIME" -v -o "$OUT/$name.time" "$@" > "$OUT/$name.log" 2>&1; }
 
 # Phase 1 is measured PHASE1_REPS times as interleaved (floor, 1 × 1, 1 × 2) triples, and the
