@@ -15,7 +15,7 @@ use tables::RunDir;
 use types::Preprocess;
 
 use types::{Job, PerturbScope};
-use crate::models::{Backend, PairSpec};
+use crate::models::{Backend, ModelError, PairSpec};
 
 /// Command-line overrides of the job file.
 #[derive(Clone, Debug, Default)]
@@ -208,6 +208,15 @@ fn apply(job: &mut Job, opts: &RunOptions) -> Result<()> {
 }
 
 /// Processes sharing this machine: the hostfile's entries on our host.
+/// Loads a pair and checks its contract ([`PairSpec::check_contract`]) on a thread of its own.
+/// The check runs a forward, and libgomp gives the calling thread an OpenMP team that lives as long
+/// as the thread. Left on the main thread, that team made libgomp count more OpenMP threads than
+/// cores once a worker started its own, and then every team's threads sleep on a futex after about
+/// 100 spins instead of 300,000, so each parallel region of a forward waited for a wake-up.
+fn check_contract_off_thread(spec: &PairSpec, backend: &dyn Backend) -> Result<(), ModelError> {
+    std::thread::scope(|s| s.spawn(|| spec.check_contract(&spec.load(backend)?)).join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+}
+
 fn processes_here(cluster: &ClusterOptions) -> usize {
     let host = |a: &str| a.rsplit_once(':').map(|(h, _)| h.to_string()).unwrap_or_default();
     let mine = host(&cluster.addresses[cluster.process]);
@@ -236,7 +245,10 @@ pub fn plan(job_path: &Path, opts: &RunOptions, backend: &dyn Backend) -> Result
         let spec = PairSpec::read(&job.models.dir, name)
             .with_context(|| format!("{}: field `models.pairs`: pair `{name}`", job_path.display()))?;
         spec.verify()?;
-        spec.check_contract(&spec.load(backend)?)?;
+        // On a thread that ends here: libgomp keeps a thread's OpenMP team until the thread exits,
+        // and a team left on the main thread would count against the workers' teams (see
+        // `check_contract_off_thread`).
+        check_contract_off_thread(&spec, backend)?;
         pairs.push(spec);
     }
     let local = opts.cluster.as_ref().map(processes_here).unwrap_or(1);
