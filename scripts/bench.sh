@@ -127,9 +127,9 @@ fi
 lscpu > "$OUT/lscpu.txt"
 env | grep -E '^(OMP|GOMP|MKL|OPENBLAS)_' > "$OUT/env.txt" || true
 : > "$OUT/load.txt"
-# Load average before each step: the machine may be shared, and drift between steps is the noise.
-# Before each step: the load average, and the CPU time the hypervisor has taken from this VM so far
-# (/proc/stat's steal, seconds): a step whose wall grew while its CPU time did not lost the CPU.
+# Before each step: the load average (the machine may be shared, and drift between steps is the
+# noise), and the CPU time the hypervisor has taken from this VM so far (/proc/stat's steal,
+# seconds): a step whose wall grew while its CPU time did not lost the CPU.
 HZ=$(getconf CLK_TCK)
 stamp() { echo "$1 $(cut -d' ' -f1-3 /proc/loadavg) $(awk -v hz="$HZ" '/^cpu /{printf "%.2f", $9 / hz}' /proc/stat)" >> "$OUT/load.txt"; }
 timed() { local name=$1; shift; stamp "$name"; "$TIME" -v -o "$OUT/$name.time" "$@" > "$OUT/$name.log" 2>&1; }

@@ -207,7 +207,6 @@ fn apply(job: &mut Job, opts: &RunOptions) -> Result<()> {
     Ok(())
 }
 
-/// Processes sharing this machine: the hostfile's entries on our host.
 /// Loads a pair and checks its contract ([`PairSpec::check_contract`]) on a thread of its own.
 /// The check runs a forward, and libgomp gives the calling thread an OpenMP team that lives as long
 /// as the thread. Left on the main thread, that team made libgomp count more OpenMP threads than
@@ -217,6 +216,7 @@ fn check_contract_off_thread(spec: &PairSpec, backend: &dyn Backend) -> Result<(
     std::thread::scope(|s| s.spawn(|| spec.check_contract(&spec.load(backend)?)).join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
 }
 
+/// Processes sharing this machine: the hostfile's entries on our host.
 fn processes_here(cluster: &ClusterOptions) -> usize {
     let host = |a: &str| a.rsplit_once(':').map(|(h, _)| h.to_string()).unwrap_or_default();
     let mine = host(&cluster.addresses[cluster.process]);
@@ -245,9 +245,6 @@ pub fn plan(job_path: &Path, opts: &RunOptions, backend: &dyn Backend) -> Result
         let spec = PairSpec::read(&job.models.dir, name)
             .with_context(|| format!("{}: field `models.pairs`: pair `{name}`", job_path.display()))?;
         spec.verify()?;
-        // On a thread that ends here: libgomp keeps a thread's OpenMP team until the thread exits,
-        // and a team left on the main thread would count against the workers' teams (see
-        // `check_contract_off_thread`).
         check_contract_off_thread(&spec, backend)?;
         pairs.push(spec);
     }
