@@ -350,8 +350,9 @@ if floor and any(c.get("other_batches") for c in floor.get("perturb", [])):
     print(f"The deletion/insertion kernel at other batch sizes, seconds per image·variant (the job's batch is "
           f"{floor['perturb_batch']}; best of the same interleaved reps, {floor['torch_threads']} threads):")
     print()
-    sizes = sorted({b for c in floor["perturb"] for b, _ in c["other_batches"]})
-    print("| pair | variant | " + " | ".join(f"batch {b}" for b in sizes) + f" | batch {floor['perturb_batch']} |")
+    # The job's own batch is its own column; a repeat of it in PERTURB_BATCHES would read as another size.
+    sizes = sorted({b for c in floor["perturb"] for b, _ in c["other_batches"]} - {floor["perturb_batch"]})
+    print("| pair | variant | " + " | ".join(f"batch {b}" for b in sizes) + f" | batch {floor['perturb_batch']} (the job's) |")
     print("|---|---|" + "---|" * (len(sizes) + 1))
     for c in floor["perturb"]:
         other = dict(c["other_batches"])

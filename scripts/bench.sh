@@ -43,7 +43,7 @@
 # Then benches/perf_table.py writes table.md. Knobs (environment):
 #   JOB=jobs/demo.toml  BENCH_OUT=target/bench-run/<UTC stamp>  PEER_LIMIT=64 (images the Python
 #   peer runs; it is several times slower)  PERTURB_IMAGES=1 (per pair and variant, floor and peer)
-#   PERTURB_BATCHES=8,16 (batch sizes the floor also times the deletion/insertion kernel at)
+#   PERTURB_BATCHES=4,16 (batch sizes the floor also times the deletion/insertion kernel at, besides the job's)
 #   PHASE1_REPS=3  DEL_FRACTION=0.01  REFERENCE_MODELS  BASE_QCAM  SKIP_JOB=1 (no job, jobpw, jobref,
 #   peerjob, peerjob-asexp)  SKIP_1200=1  SKIP_PEER=1  SKIP_DEL=1  SKIP_SCALING=1 (no
 #   run1t1, no floor-t1*)  SKIP_OMP=1 (no run1p)  SKIP_THP=1 (no run1thp)  PERF=1 (also record a
@@ -170,7 +170,7 @@ fi
 log "(b) floor after run1: bare forwards of the same models, images and batches; del/ins kernel"
 stamp floor
 "$FLOOR" --job "$OUT/job-phase1.toml" --threads "$THREADS" --perturb-images "$PERTURB_IMAGES" \
-  --perturb-batches "${PERTURB_BATCHES:-8,16}" --out "$OUT/floor.json" 2> "$OUT/floor.log"
+  --perturb-batches "${PERTURB_BATCHES:-4,16}" --out "$OUT/floor.json" 2> "$OUT/floor.log"
 grep "phase-1" "$OUT/floor.log" >&2
 
 # Right after the floor's deletion/insertion pass, which it is compared with: the machine's speed
