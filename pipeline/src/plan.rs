@@ -213,7 +213,10 @@ fn apply(job: &mut Job, opts: &RunOptions) -> Result<()> {
 /// cores once a worker started its own, and then every team's threads sleep on a futex after about
 /// 100 spins instead of 300,000, so each parallel region of a forward waited for a wake-up.
 fn check_contract_off_thread(spec: &PairSpec, backend: &dyn Backend) -> Result<(), ModelError> {
-    std::thread::scope(|s| s.spawn(|| spec.check_contract(&spec.load(backend)?)).join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+    std::thread::scope(|s| {
+        let check = s.spawn(|| spec.check_contract(&spec.load(backend)?));
+        check.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
 }
 
 /// Processes sharing this machine: the hostfile's entries on our host.
